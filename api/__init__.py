@@ -1,0 +1,1 @@
+"""App assembly: settings, lifespan, the FastAPI factory and the command line."""

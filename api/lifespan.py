@@ -1,0 +1,43 @@
+"""Startup and shutdown: the embedded server (when no database is configured), migrations, the pool."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.settings import Settings
+from db.embedded import start_embedded
+from db.engine import Database
+from db.migrate import upgrade_to_head_async
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open everything the app needs on startup; release it, in reverse, on shutdown."""
+    settings: Settings = app.state.settings
+    async with AsyncExitStack() as resources:
+        url = settings.external_database_url
+        if url is None:
+            embedded = await asyncio.to_thread(start_embedded, settings.activity_data_dir)
+            # Registered at once: uvicorn re-raises SIGTERM after shutdown, so pgserver's own
+            # atexit hook never runs and only an explicit release stops the server cleanly.
+            resources.callback(embedded.release)
+            log.info("embedded PostgreSQL: data in %s", embedded.data_dir)
+            url = embedded.url
+            await upgrade_to_head_async(url)
+        elif settings.migrate_on_start:
+            await upgrade_to_head_async(url)
+        database = await Database.connect(
+            url,
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            connect_timeout_s=settings.db_connect_timeout_s,
+        )
+        resources.push_async_callback(database.close)
+        app.state.database = database
+        yield

@@ -1,0 +1,67 @@
+"""One typed settings object, read from the environment and an optional `.env` file."""
+
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import quote
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from db.urls import as_libpq_url
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told; `.env.sample` lists each one."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # Where the events live. DATABASE_URL wins; the original's POSTGRES_* variables still work;
+    # with neither, an embedded PostgreSQL is started in ACTIVITY_DATA_DIR.
+    database_url: str | None = None
+    postgres_user: str | None = None
+    postgres_password: str | None = None
+    postgres_db: str | None = None
+    postgres_host: str | None = None
+    postgres_port: int = 5432
+    activity_data_dir: Path = Path(".data")
+    # Apply migrations at startup on an external database too (the embedded one always is).
+    migrate_on_start: bool = False
+
+    db_pool_min_size: int = Field(default=2, ge=1)
+    db_pool_max_size: int = Field(default=10, ge=1)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    db_connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    # Rows fetched per round trip while streaming an unfiltered GET /api/events/.
+    stream_chunk_rows: int = Field(default=2_000, ge=1)
+    # GraphQL page size ceiling: a larger `first`/`last` is an error, never a silent clamp.
+    max_page_size: int = Field(default=500, ge=1)
+
+    # How long `serve`/`migrate` wait for an external database that is not up yet.
+    startup_wait_s: float = Field(default=30.0, ge=0)
+    # In-flight requests get this long to finish after SIGTERM.
+    graceful_shutdown_s: int = Field(default=20, ge=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
+            raise ValueError("must start with postgresql:// or postgresql+asyncpg://")
+        return value
+
+    @cached_property
+    def external_database_url(self) -> str | None:
+        """The configured server as a plain libpq URL, or None when the embedded one is wanted."""
+        if self.database_url:
+            return as_libpq_url(self.database_url)
+        if self.postgres_host:
+            user = quote(self.postgres_user or "postgres", safe="")
+            password = f":{quote(self.postgres_password, safe='')}" if self.postgres_password else ""
+            database = quote(self.postgres_db or "postgres", safe="")
+            return f"postgresql://{user}{password}@{self.postgres_host}:{self.postgres_port}/{database}"
+        return None
+

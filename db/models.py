@@ -1,0 +1,55 @@
+"""The `events` table as SQLModel declares it; Alembic's migrations must agree with it (a test checks)."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Index, Text, Uuid, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+# Explicit constraint names, so migrations name things the same way on every server.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Event(SQLModel, table=True):
+    """One thing that happened. `id` and `created_at` are the server's, never the client's."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_created_at_id", "created_at", "id"),
+        Index("ix_events_component_created_at_id", "component", "created_at", "id"),
+        Index("ix_events_environment_created_at_id", "environment", "created_at", "id"),
+        Index("ix_events_email_created_at_id", "email", "created_at", "id"),
+        Index(
+            "ix_events_message_fts",
+            text("to_tsvector('simple', message)"),
+            postgresql_using="gin",
+        ),
+        Index(
+            "ix_events_data_path_ops",
+            "data",
+            postgresql_using="gin",
+            postgresql_ops={"data": "jsonb_path_ops"},
+        ),
+    )
+
+    id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(Uuid, primary_key=True, server_default=text("gen_random_uuid()")),
+    )
+    component: str = Field(sa_column=Column(Text, nullable=False))
+    environment: str = Field(sa_column=Column(Text, nullable=False))
+    email: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    created_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )

@@ -1,0 +1,138 @@
+"""All SQL the doors need, as named functions. None of them commits: `Database.transaction` does."""
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import orjson
+
+from db.filters import EventFilter, SqlParams, filter_conditions
+from db.validation import NewEvent
+
+# Every reader gets the same columns; `data` as its JSON text so hot paths can copy it into a
+# response without decoding and re-encoding it.
+EVENT_COLUMNS = "id, component, environment, email, message, data::text AS data, created_at"
+
+
+@dataclass(frozen=True, slots=True)
+class EventKey:
+    """A position in the (created_at, id) order that every list uses."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+
+def encode_data(data: dict[str, object]) -> str:
+    """`data` as JSON text for a jsonb parameter; integers beyond 64 bits keep every digit."""
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:
+        import json  # the slow path, only for what orjson refuses (integers over 64 bits)
+
+        return json.dumps(data, ensure_ascii=False, allow_nan=False)
+
+
+async def insert_event(connection: asyncpg.Connection, event: NewEvent) -> asyncpg.Record:
+    """Store one event; return it as stored (with its id, created_at and normalised data)."""
+    return await connection.fetchrow(
+        "INSERT INTO events (component, environment, email, message, data) "
+        f"VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING {EVENT_COLUMNS}",
+        event.component,
+        event.environment,
+        event.email,
+        event.message,
+        encode_data(event.data),
+    )
+
+
+async def get_event(connection: asyncpg.Connection, event_id: uuid.UUID) -> asyncpg.Record | None:
+    """The event with this id, or None."""
+    return await connection.fetchrow(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = $1", event_id)
+
+
+async def get_events_by_ids(
+    connection: asyncpg.Connection, event_ids: Sequence[uuid.UUID]
+) -> list[asyncpg.Record]:
+    """The events among `event_ids` that exist, in no particular order."""
+    return await connection.fetch(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY($1::uuid[])", list(event_ids)
+    )
+
+
+async def stream_events(
+    connection: asyncpg.Connection, event_filter: EventFilter, *, chunk_rows: int
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """Matching events oldest first, in chunks read from a server-side cursor.
+
+    Memory stays at one chunk whatever the table holds. Must run inside a transaction
+    (PostgreSQL cursors live in one).
+    """
+    params = SqlParams()
+    where = _where(filter_conditions(event_filter, params))
+    cursor = await connection.cursor(
+        f"SELECT {EVENT_COLUMNS} FROM events{where} ORDER BY created_at, id", *params.values
+    )
+    while True:
+        rows = await cursor.fetch(chunk_rows)
+        if not rows:
+            return
+        yield rows
+        if len(rows) < chunk_rows:
+            return
+
+
+async def list_events_page(
+    connection: asyncpg.Connection,
+    event_filter: EventFilter,
+    *,
+    newest_first: bool,
+    after: EventKey | None,
+    before: EventKey | None,
+    limit: int,
+    from_end: bool = False,
+) -> tuple[list[asyncpg.Record], bool]:
+    """One keyset page: events strictly between `after` and `before` in the requested order.
+
+    With `from_end`, the page is the last `limit` rows of that range (for `last:`), still
+    returned in the requested order. The flag says whether more rows lie beyond the page on the
+    side it was cut (after it, or before it with `from_end`).
+    """
+    params = SqlParams()
+    conditions = filter_conditions(event_filter, params)
+    # "after" in newest-first order means an older key; row comparison keeps it one index range.
+    if after is not None:
+        operator = "<" if newest_first else ">"
+        conditions.append(
+            f"(created_at, id) {operator} ({params.add(after.created_at)}, {params.add(after.id)})"
+        )
+    if before is not None:
+        operator = ">" if newest_first else "<"
+        conditions.append(
+            f"(created_at, id) {operator} "
+            f"({params.add(before.created_at)}, {params.add(before.id)})"
+        )
+    scan_descending = newest_first != from_end
+    direction = "DESC" if scan_descending else "ASC"
+    rows = await connection.fetch(
+        f"SELECT {EVENT_COLUMNS} FROM events{_where(conditions)} "
+        f"ORDER BY created_at {direction}, id {direction} LIMIT {params.add(limit + 1)}",
+        *params.values,
+    )
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if from_end:
+        rows.reverse()
+    return rows, has_more
+
+
+async def count_events(connection: asyncpg.Connection, event_filter: EventFilter) -> int:
+    """How many events match (an exact count: ask only when the caller wants it)."""
+    params = SqlParams()
+    where = _where(filter_conditions(event_filter, params))
+    return await connection.fetchval(f"SELECT count(*) FROM events{where}", *params.values)
+
+
+def _where(conditions: list[str]) -> str:
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""

@@ -1,0 +1,1 @@
+"""The legacy REST door: translates HTTP to the repository and back, as ../CONTRACT.md says."""

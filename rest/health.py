@@ -1,0 +1,34 @@
+"""Liveness and readiness routes."""
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from db.engine import DatabaseUnavailable
+from rest.responses import database, json_response
+
+router = APIRouter(tags=["health"])
+
+# Byte for byte what the original answered (json.dumps spacing).
+HEALTHY = b'{"status": "healthy"}'
+
+
+@router.api_route("/api/health", methods=["GET", "HEAD"])
+@router.api_route("/api/healthz", methods=["GET", "HEAD"], include_in_schema=False)
+async def health() -> Response:
+    """Liveness: the process is up and serving (does not touch the database)."""
+    return json_response(HEALTHY)
+
+
+@router.api_route("/api/ready", methods=["GET", "HEAD"])
+async def ready(request: Request) -> Response:
+    """Readiness: 200 when the database answers, 503 when it does not."""
+    try:
+        async with database(request).transaction() as connection:
+            await connection.fetchval("SELECT 1")
+    except DatabaseUnavailable:
+        return json_response(
+            {"status": "unavailable", "message": "The database does not answer."},
+            503,
+            {"Retry-After": "2"},
+        )
+    return json_response({"status": "ready"})

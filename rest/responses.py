@@ -1,0 +1,29 @@
+"""JSON responses the way every /api answer is made: orjson bytes, `application/json`."""
+
+from collections.abc import Mapping
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from db.engine import Database
+
+
+def json_response(
+    body: object, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """Serialise `body` with orjson (or send bytes as they are) as application/json."""
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(content, status_code=status_code, headers=headers, media_type="application/json")
+
+
+def message_response(
+    message: str, status_code: int, headers: Mapping[str, str] | None = None
+) -> Response:
+    """The contract's error shape: `{"message": ...}`."""
+    return json_response({"message": message}, status_code, headers)
+
+
+def database(request: Request) -> Database:
+    """The pool the lifespan opened for this app."""
+    return request.app.state.database

@@ -1,0 +1,101 @@
+"""A real PostgreSQL for the whole run: embedded by default, TEST_DATABASE_URL for another server.
+
+Each run gets a fresh database, migrated once; each test starts with an empty events table.
+"""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from api.app import create_app
+from api.settings import Settings
+from db.embedded import start_embedded
+from db.engine import Database
+from db.migrate import upgrade_to_head
+from db.urls import as_libpq_url
+from tests.support import running_service, service_env, with_database
+
+
+async def _admin(server_url: str, statement: str) -> None:
+    connection = await asyncpg.connect(server_url)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A URL on the server under test (its default database), with the right to create databases."""
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        yield as_libpq_url(external)
+        return
+    embedded = start_embedded(tmp_path_factory.mktemp("embedded-postgres") / "data")
+    try:
+        yield embedded.url
+    finally:
+        embedded.release()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """A database created for this run and migrated to head; dropped afterwards."""
+    name = f"activity_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    url = with_database(server_url, name)
+    try:
+        upgrade_to_head(url)
+        yield url
+    finally:
+        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    """Settings pointing at the test database, ignoring any developer .env file."""
+    return Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app with its lifespan running (pool open) for the whole session."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def database(app: FastAPI) -> Database:
+    return app.state.database
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in-process (ASGI)."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture(autouse=True)
+async def empty_events_table(database_url: str) -> None:
+    """Every test starts with no events."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("TRUNCATE events")
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url: str) -> Iterator[str]:
+    """A real uvicorn (one worker) serving the test database; yields its base URL."""
+    with running_service(service_env(DATABASE_URL=database_url)) as (base_url, _process):
+        yield base_url

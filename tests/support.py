@@ -1,0 +1,98 @@
+"""Helpers the tests share: valid events, free ports, live server processes."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def valid_event(**overrides: Any) -> dict[str, Any]:
+    """A body POST /api/events/ accepts; override any field."""
+    event: dict[str, Any] = {
+        "component": "order",
+        "data": {"age": 20},
+        "email": "ade@example.com",
+        "environment": "production",
+        "message": "order failed",
+    }
+    event.update(overrides)
+    return event
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL naming another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    """The environment for a service subprocess: ours, minus anything that picks a database."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("POSTGRES_") and key not in ("DATABASE_URL", "ACTIVITY_DATA_DIR")
+    }
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def running_service(
+    env: Mapping[str, str], *args: str, port: int | None = None, startup_timeout_s: float = 60
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`activity-service serve` in a subprocess; yields (base URL, process); stops it at the end."""
+    port = port or free_port()
+    command = [sys.executable, "-m", "api.cli", "serve", "--port", str(port), *args]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(base_url, process, startup_timeout_s)
+        yield base_url, process
+    finally:
+        stop_process(process)
+
+
+def wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            raise RuntimeError(f"service exited with {process.returncode}:\n{output}")
+        try:
+            if httpx.get(f"{base_url}/api/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    stop_process(process)
+    raise RuntimeError(f"service at {base_url} did not become healthy in {timeout_s} s")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20) -> int:
+    """SIGTERM, then SIGKILL if it will not stop; returns the exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
