@@ -23,7 +23,7 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 
 def ensure_environment(extras: str) -> None:
     """Create the virtualenv and install the project (with `extras`) unless already up to date."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (dev.py may be run by an older python3)
         sys.exit(f"activity-service needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     if not PYTHON.exists():
         print("dev.py: creating .venv", file=sys.stderr)

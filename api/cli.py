@@ -35,8 +35,7 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc']).upper()}: {item['msg']}"
-            for item in error.errors()
+            f"{'.'.join(str(p) for p in item['loc']).upper()}: {item['msg']}" for item in error.errors()
         )
         fail(f"invalid settings: {problems}")
         raise AssertionError("unreachable") from error

@@ -64,4 +64,3 @@ class Settings(BaseSettings):
             database = quote(self.postgres_db or "postgres", safe="")
             return f"postgresql://{user}{password}@{self.postgres_host}:{self.postgres_port}/{database}"
         return None
-

@@ -48,9 +48,7 @@ def filter_conditions(event_filter: EventFilter, params: SqlParams) -> list[str]
     if event_filter.component_in is not None:
         conditions.append(f"component = ANY({params.add(list(event_filter.component_in))}::text[])")
     if event_filter.environment_in is not None:
-        conditions.append(
-            f"environment = ANY({params.add(list(event_filter.environment_in))}::text[])"
-        )
+        conditions.append(f"environment = ANY({params.add(list(event_filter.environment_in))}::text[])")
     # strpos, not LIKE: the needle is matched literally, so `%` and `_` need no escaping.
     if event_filter.message_substring is not None:
         conditions.append(f"strpos(message, {params.add(event_filter.message_substring)}) > 0")
@@ -60,9 +58,7 @@ def filter_conditions(event_filter: EventFilter, params: SqlParams) -> list[str]
     if event_filter.search is not None:
         # The expression must match ix_events_message_fts exactly for the index to be used.
         query = params.add(event_filter.search)
-        conditions.append(
-            f"to_tsvector('simple', message) @@ websearch_to_tsquery('simple', {query})"
-        )
+        conditions.append(f"to_tsvector('simple', message) @@ websearch_to_tsquery('simple', {query})")
     if event_filter.created_from is not None:
         conditions.append(f"created_at >= {params.add(event_filter.created_from)}")
     if event_filter.created_to is not None:

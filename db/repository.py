@@ -110,8 +110,7 @@ async def list_events_page(
     if before is not None:
         operator = ">" if newest_first else "<"
         conditions.append(
-            f"(created_at, id) {operator} "
-            f"({params.add(before.created_at)}, {params.add(before.id)})"
+            f"(created_at, id) {operator} ({params.add(before.created_at)}, {params.add(before.id)})"
         )
     scan_descending = newest_first != from_end
     direction = "DESC" if scan_descending else "ASC"

@@ -91,9 +91,7 @@ def validate_event(
     if not isinstance(data, dict):
         raise InvalidEvent("data", "Data must be a JSON object.")
     _check_storable_json(data, depth=1)
-    return NewEvent(
-        component=component, environment=environment, email=email, message=message, data=data
-    )
+    return NewEvent(component=component, environment=environment, email=email, message=message, data=data)
 
 
 def _check_storable_text(field: str, value: str) -> None:

@@ -55,9 +55,7 @@ def _allowed_methods(request: Request) -> set[str]:
 
 async def _request_validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
-    errors = {
-        ".".join(str(part) for part in item["loc"][1:]): item["msg"] for item in error.errors()
-    }
+    errors = {".".join(str(part) for part in item["loc"][1:]): item["msg"] for item in error.errors()}
     return json_response({"errors": errors, "message": "Input payload validation failed"}, 400)
 
 

@@ -7,7 +7,6 @@ from contextlib import AsyncExitStack
 from typing import Annotated, Any
 
 import orjson
-
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -184,9 +183,7 @@ async def _stream_response(
     def render(records: list[Any]) -> bytes:
         if mask is None:
             return b",".join(event_json(record) for record in records)
-        return b",".join(
-            orjson.dumps(apply_fields_mask(event_dict(record), mask)) for record in records
-        )
+        return b",".join(orjson.dumps(apply_fields_mask(event_dict(record), mask)) for record in records)
 
     async def body() -> AsyncIterator[bytes]:
         async with resources:

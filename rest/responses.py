@@ -9,17 +9,13 @@ from fastapi.responses import Response
 from db.engine import Database
 
 
-def json_response(
-    body: object, status_code: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
+def json_response(body: object, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """Serialise `body` with orjson (or send bytes as they are) as application/json."""
     content = body if isinstance(body, bytes) else orjson.dumps(body)
     return Response(content, status_code=status_code, headers=headers, media_type="application/json")
 
 
-def message_response(
-    message: str, status_code: int, headers: Mapping[str, str] | None = None
-) -> Response:
+def message_response(message: str, status_code: int, headers: Mapping[str, str] | None = None) -> Response:
     """The contract's error shape: `{"message": ...}`."""
     return json_response({"message": message}, status_code, headers)
 

@@ -41,12 +41,8 @@ def upgrade() -> None:
     # The equality filters (component, environment, email) lead their own index, with the order
     # key behind them, so "this component, newest first, 50 rows" is an index range scan that
     # stops after 50 rows instead of sorting every match.
-    op.create_index(
-        "ix_events_component_created_at_id", "events", ["component", "created_at", "id"]
-    )
-    op.create_index(
-        "ix_events_environment_created_at_id", "events", ["environment", "created_at", "id"]
-    )
+    op.create_index("ix_events_component_created_at_id", "events", ["component", "created_at", "id"])
+    op.create_index("ix_events_environment_created_at_id", "events", ["environment", "created_at", "id"])
     op.create_index("ix_events_email_created_at_id", "events", ["email", "created_at", "id"])
     # GraphQL `search` is full-text over the message with the 'simple' configuration (no
     # stemming: component names and error codes must match as typed); GIN makes it indexable.
