@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     stream_chunk_rows: int = Field(default=2_000, ge=1)
     # GraphQL page size ceiling: a larger `first`/`last` is an error, never a silent clamp.
     max_page_size: int = Field(default=500, ge=1)
+    # Most events one recordEvents call (or one batch request) may carry; all-or-nothing.
+    max_batch_events: int = Field(default=1_000, ge=1)
 
     # How long `serve`/`migrate` wait for an external database that is not up yet.
     startup_wait_s: float = Field(default=30.0, ge=0)

@@ -47,6 +47,25 @@ async def insert_event(connection: asyncpg.Connection, event: NewEvent) -> async
     )
 
 
+async def insert_events(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> list[asyncpg.Record]:
+    """Store several events in one statement; return them as stored, in the order given."""
+    if not events:
+        return []
+    # unnest keeps the input order and INSERT ... SELECT returns rows in the order it inserts them.
+    return await connection.fetch(
+        "INSERT INTO events (component, environment, email, message, data) "
+        "SELECT component, environment, email, message, data::jsonb "
+        "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
+        "AS batch(component, environment, email, message, data) "
+        f"RETURNING {EVENT_COLUMNS}",
+        [event.component for event in events],
+        [event.environment for event in events],
+        [event.email for event in events],
+        [event.message for event in events],
+        [encode_data(event.data) for event in events],
+    )
+
+
 async def get_event(connection: asyncpg.Connection, event_id: uuid.UUID) -> asyncpg.Record | None:
     """The event with this id, or None."""
     return await connection.fetchrow(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = $1", event_id)
