@@ -1,8 +1,10 @@
 """The application factory: the two doors (REST, GraphQL) assembled onto one FastAPI app."""
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from api.lifespan import lifespan
+from api.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
 from api.settings import Settings
 from rest import docs, events, health
 from rest.errors import install_error_handlers
@@ -19,8 +21,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=docs.OPENAPI_PATH,
     )
-    app.state.settings = settings or Settings()
+    settings = settings or Settings()
+    app.state.settings = settings
     install_error_handlers(app)
+    # Added innermost first: the request log wraps everything, so even a 413 gets its line and id.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    if settings.cors_allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allowed_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Fields", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestLogMiddleware)
     app.include_router(health.router)
     app.include_router(events.router)
     docs.mount_docs(app)

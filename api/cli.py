@@ -102,6 +102,7 @@ def serve(
         port=port,
         workers=workers,
         log_config=log_config(settings.log_level),
+        access_log=False,  # api.middleware logs one line per request, with its request id
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )

@@ -2,10 +2,11 @@
 
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import quote
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from db.urls import as_libpq_url
 
@@ -44,6 +45,12 @@ class Settings(BaseSettings):
     # In-flight requests get this long to finish after SIGTERM.
     graceful_shutdown_s: int = Field(default=20, ge=0)
 
+    # Larger request bodies are refused with 413 before they are read into memory.
+    max_request_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    # Browser origins allowed to call the API (REST and GraphQL), e.g. ["https://app.example.com"].
+    # None by default: same-origin pages (GraphiQL, the docs) need no CORS.
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     log_level: str = "INFO"
 
     @field_validator("database_url")
@@ -53,6 +60,14 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
             raise ValueError("must start with postgresql:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # CORS_ALLOWED_ORIGINS=https://a.example,https://b.example
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
     @cached_property

@@ -8,6 +8,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.models import SQLModel
+from db.urls import as_sqlalchemy_url
 
 # Any constant works; it only has to be the same for every process migrating this database.
 MIGRATION_LOCK_ID = 0x61637476
@@ -24,8 +25,21 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
+def _database_url() -> str:
+    """The URL db/migrate.py passed in, or (for developers' alembic commands) the configured one."""
+    url = context.config.attributes.get("url")
+    if url:
+        return url
+    from api.settings import Settings
+
+    configured = Settings().external_database_url
+    if configured is None:
+        raise SystemExit("set DATABASE_URL (or POSTGRES_HOST ...) to run alembic commands")
+    return as_sqlalchemy_url(configured)
+
+
 async def _run_online() -> None:
-    url = context.config.attributes.get("url") or context.config.get_main_option("sqlalchemy.url")
+    url = _database_url()
     engine = create_async_engine(url)
     try:
         async with engine.connect() as connection:
