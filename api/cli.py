@@ -1,9 +1,11 @@
-"""The `activity-service` command: serve, migrate."""
+"""The `activity-service` command: serve, migrate, prune."""
 
 import asyncio
 import copy
+import re
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import asyncpg
@@ -13,8 +15,9 @@ from pydantic import ValidationError
 
 from api.settings import Settings
 from db.embedded import start_embedded
-from db.engine import CONNECTION_ERRORS
+from db.engine import CONNECTION_ERRORS, Database
 from db.migrate import upgrade_to_head
+from db.retention import prune_events_before
 from db.urls import masked_url
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="activity-service: an event log.")
@@ -124,6 +127,51 @@ def migrate() -> None:
     finally:
         embedded.release()
     typer.echo(f"activity-service: embedded database in {embedded.data_dir} is at the newest revision")
+
+
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(text: str) -> timedelta:
+    """`90d`, `12h`, `2w`, `30m`, `45s` (or combinations such as `1d12h`) as a timedelta."""
+    compact = text.strip().lower()
+    parts = _DURATION.findall(compact)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != compact:
+        raise typer.BadParameter(f"{text!r} is not an age like 90d, 12h, 2w, 30m or 45s")
+    return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
+
+
+@cli.command()
+def prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Age, e.g. 90d, 12h, 2w.")],
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per delete transaction.")] = 5_000,
+) -> None:
+    """Delete events older than the given age, in small batches (safe while serving)."""
+    age = parse_age(older_than)
+    settings = load_settings()
+    cutoff = datetime.now(UTC) - age
+    url = settings.external_database_url
+    embedded = None
+    if url is None:
+        embedded = start_embedded(settings.activity_data_dir)
+        url = embedded.url
+    else:
+        wait_for_database(url, settings.startup_wait_s)
+    try:
+        deleted = asyncio.run(_prune(url, cutoff, batch_size))
+    finally:
+        if embedded is not None:
+            embedded.release()
+    typer.echo(f"activity-service: deleted {deleted} events created before {cutoff.isoformat()}")
+
+
+async def _prune(url: str, cutoff: datetime, batch_size: int) -> int:
+    database = await Database.connect(url, min_size=1, max_size=1)
+    try:
+        return await prune_events_before(database, cutoff, batch_size=batch_size)
+    finally:
+        await database.close()
 
 
 def main() -> None:
