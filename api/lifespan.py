@@ -37,6 +37,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             max_size=settings.db_pool_max_size,
             statement_timeout_ms=settings.db_statement_timeout_ms,
             connect_timeout_s=settings.db_connect_timeout_s,
+            acquire_timeout_s=settings.db_acquire_timeout_s,
         )
         resources.push_async_callback(database.close)
         app.state.database = database

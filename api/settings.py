@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     db_pool_min_size: int = Field(default=2, ge=1)
     db_pool_max_size: int = Field(default=10, ge=1)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
-    db_connect_timeout_s: float = Field(default=10.0, gt=0)
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
+    # A request waits at most this long for a free connection before it is answered 503.
+    db_acquire_timeout_s: float = Field(default=5.0, gt=0)
 
     # Rows fetched per round trip while streaming an unfiltered GET /api/events/.
     stream_chunk_rows: int = Field(default=2_000, ge=1)

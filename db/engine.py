@@ -27,9 +27,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 class Database:
     """An asyncpg pool: repository functions get a connection from `transaction()`."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str, acquire_timeout_s: float = 5.0) -> None:
         self.pool = pool
         self.url = url
+        self.acquire_timeout_s = acquire_timeout_s
 
     @classmethod
     async def connect(
@@ -39,7 +40,8 @@ class Database:
         min_size: int = 2,
         max_size: int = 10,
         statement_timeout_ms: int = 30_000,
-        connect_timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+        acquire_timeout_s: float = 5.0,
     ) -> "Database":
         """Open a pool on `url`; raise DatabaseUnavailable with the reason when it cannot."""
         try:
@@ -48,6 +50,9 @@ class Database:
                 min_size=min_size,
                 max_size=max_size,
                 timeout=connect_timeout_s,
+                # The client gives up a little after the server would have cancelled the
+                # statement, so a dead or black-holed server cannot hang a request forever.
+                command_timeout=statement_timeout_ms / 1000 + 5 if statement_timeout_ms else None,
                 server_settings={
                     "application_name": "activity-service",
                     "statement_timeout": str(statement_timeout_ms),
@@ -56,7 +61,7 @@ class Database:
             )
         except CONNECTION_ERRORS as error:
             raise DatabaseUnavailable(str(error) or type(error).__name__) from error
-        return cls(pool, url)
+        return cls(pool, url, acquire_timeout_s)
 
     async def close(self) -> None:
         """Close every connection; waits for those in use to be released."""
@@ -66,7 +71,8 @@ class Database:
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection inside a transaction: committed when the block ends, rolled back on error."""
         try:
-            connection = await self.pool.acquire()
+            # Bounded: with every connection busy or the server down, the caller gets a 503 soon.
+            connection = await self.pool.acquire(timeout=self.acquire_timeout_s)
         except CONNECTION_ERRORS as error:
             raise DatabaseUnavailable(str(error) or type(error).__name__) from error
         try:
@@ -74,5 +80,8 @@ class Database:
                 yield connection
         except CONNECTION_ERRORS as error:
             raise DatabaseUnavailable(str(error) or type(error).__name__) from error
+        except asyncpg.QueryCanceledError as error:
+            # statement_timeout fired: the database is too slow to answer right now.
+            raise DatabaseUnavailable(f"statement cancelled: {error}") from error
         finally:
             await self.pool.release(connection)
