@@ -1,0 +1,75 @@
+"""GraphQL errors the client may see, and the one mapping from domain errors to them."""
+
+import logging
+
+from graphql import GraphQLError
+
+from db.engine import DatabaseUnavailable
+from db.validation import InvalidEvent
+
+log = logging.getLogger(__name__)
+
+BAD_USER_INPUT = "BAD_USER_INPUT"
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+DATABASE_UNAVAILABLE_MESSAGE = "The database is unavailable right now; retry shortly."
+INTERNAL_ERROR_MESSAGE = "Internal server error."
+
+
+class BadUserInput(GraphQLError):
+    """The client sent something we refuse; `field` (and `index` in a batch) say where."""
+
+    def __init__(self, message: str, *, field: str | None = None, index: int | None = None) -> None:
+        extensions: dict[str, object] = {"code": BAD_USER_INPUT}
+        if field is not None:
+            extensions["field"] = field
+        if index is not None:
+            extensions["index"] = index
+        super().__init__(message, extensions=extensions)
+
+
+def invalid_event_error(error: InvalidEvent, *, index: int | None = None) -> BadUserInput:
+    """An event rule broken, named by field (and batch position) for the client."""
+    return BadUserInput(error.reason, field=error.field, index=index)
+
+
+def _is_client_safe(error: GraphQLError) -> bool:
+    # Syntax/validation errors have no original; BadUserInput is one we raised on purpose.
+    return error.original_error is None or isinstance(error.original_error, GraphQLError)
+
+
+def client_error(error: GraphQLError) -> GraphQLError:
+    """What the client may see of `error`: ours and GraphQL's own pass, anything else is masked."""
+    original = error.original_error
+    if _is_client_safe(error):
+        return error
+    if isinstance(original, InvalidEvent):
+        return _replace(error, original.reason, {"code": BAD_USER_INPUT, "field": original.field})
+    if isinstance(original, DatabaseUnavailable):
+        return _replace(error, DATABASE_UNAVAILABLE_MESSAGE, {"code": SERVICE_UNAVAILABLE})
+    # The message of an arbitrary exception may quote SQL or data: it goes to the log only.
+    return _replace(error, INTERNAL_ERROR_MESSAGE, {"code": INTERNAL_SERVER_ERROR})
+
+
+def log_server_errors(errors: list[GraphQLError]) -> None:
+    """Log what is the server's problem; the client's own mistakes are not worth a log line."""
+    for error in errors:
+        original = error.original_error
+        if _is_client_safe(error) or isinstance(original, InvalidEvent):
+            continue
+        if isinstance(original, DatabaseUnavailable):
+            log.warning("database unavailable during GraphQL operation at %s: %s", error.path, original)
+        else:
+            log.error("unexpected error in GraphQL resolver at %s", error.path, exc_info=original)
+
+
+def _replace(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=extensions,
+    )

@@ -1,0 +1,51 @@
+"""DataLoaders: one SQL statement per batch of keys, each batch on its own pooled connection.
+
+A single asyncpg connection cannot serve concurrently resolved fields, so every batch opens its
+own `database.transaction()`.
+"""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+
+import asyncpg
+from aiodataloader import DataLoader
+
+from db.actors import actor_stats_by_email, latest_events_by_email
+from db.engine import Database
+from db.repository import get_events_by_ids
+
+# (email, how many of its newest events)
+ActorEventsKey = tuple[str, int]
+
+
+class Loaders:
+    """The loaders of one request; create a new one per request, never share it."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.actor_stats: DataLoader[str, asyncpg.Record | None] = DataLoader(self._load_actor_stats)
+        self.actor_events: DataLoader[ActorEventsKey, list[asyncpg.Record]] = DataLoader(
+            self._load_actor_events
+        )
+        self.event: DataLoader[uuid.UUID, asyncpg.Record | None] = DataLoader(self._load_events)
+
+    async def _load_actor_stats(self, emails: Sequence[str]) -> list[asyncpg.Record | None]:
+        async with self.database.transaction() as connection:
+            rows = await actor_stats_by_email(connection, emails)
+        by_email = {row["email"]: row for row in rows}
+        return [by_email.get(email) for email in emails]
+
+    async def _load_actor_events(self, keys: Sequence[ActorEventsKey]) -> list[list[asyncpg.Record]]:
+        async with self.database.transaction() as connection:
+            rows = await latest_events_by_email(connection, keys)
+        by_key: dict[ActorEventsKey, list[asyncpg.Record]] = defaultdict(list)
+        for row in rows:
+            by_key[(row["wanted_email"], row["wanted_size"])].append(row)
+        return [by_key.get(key, []) for key in keys]
+
+    async def _load_events(self, event_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record | None]:
+        async with self.database.transaction() as connection:
+            rows = await get_events_by_ids(connection, event_ids)
+        by_id = {row["id"]: row for row in rows}
+        return [by_id.get(event_id) for event_id in event_ids]

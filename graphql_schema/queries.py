@@ -1,0 +1,72 @@
+"""The Query type: event lists (Relay connection), one event, one actor."""
+
+import uuid
+from typing import Annotated
+
+import strawberry
+
+from graphql_schema.context import Context
+from graphql_schema.cursors import decode_cursor
+from graphql_schema.errors import BadUserInput
+from graphql_schema.inputs import EventFilter, EventOrder, to_event_filter
+from graphql_schema.limits import check_page_size
+from graphql_schema.pagination import EventConnection, PageRequest, load_page
+from graphql_schema.types import Actor, Event, actor_from_stats, event_from_record
+
+DEFAULT_PAGE_SIZE = 50
+
+EVENTS_DESCRIPTION = (
+    "Events matching `filter`, one keyset page at a time. Page forward with `first`/`after` or "
+    "backward with `last`/`before` (pass `first` or `last`, not both; `first` defaults to 50 when "
+    "`last` is absent). `first`/`last` range from 0 to the server's maximum page size (500 by "
+    "default); more is an error, never a silent clamp. Cursors are opaque and stay valid while new "
+    "events arrive: paging never repeats or skips an event."
+)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description=EVENTS_DESCRIPTION)
+    async def events(
+        self,
+        info: strawberry.Info[Context, None],
+        event_filter: Annotated[EventFilter | None, strawberry.argument(name="filter")] = None,
+        first: int | None = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        order_by: EventOrder = EventOrder.NEWEST_FIRST,
+    ) -> EventConnection:
+        """A page of matching events in the requested order."""
+        settings = info.context.settings
+        # `first` has a default, so only the query text tells whether the client also sent it.
+        if last is not None and info.selected_fields[0].arguments.get("first") is not None:
+            raise BadUserInput("Pass `first` or `last`, not both.", field="last")
+        from_end = last is not None
+        size = last if last is not None else (first if first is not None else DEFAULT_PAGE_SIZE)
+        check_page_size("last" if from_end else "first", size, settings)
+        request = PageRequest(
+            event_filter=to_event_filter(event_filter),
+            newest_first=order_by is EventOrder.NEWEST_FIRST,
+            after=decode_cursor(after, "after") if after is not None else None,
+            before=decode_cursor(before, "before") if before is not None else None,
+            size=size,
+            from_end=from_end,
+        )
+        return await load_page(info.context.database, request)
+
+    @strawberry.field(description="One event by id; null when there is none. The id must be a UUID.")
+    async def event(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> Event | None:
+        """The event with this id, batched with other lookups of the request."""
+        try:
+            event_id = uuid.UUID(id)
+        except ValueError:
+            raise BadUserInput("`id` must be a UUID.", field="id") from None
+        row = await info.context.loaders.event.load(event_id)
+        return event_from_record(row) if row is not None else None
+
+    @strawberry.field(description="The actor with this email; null when no event carries it.")
+    async def actor(self, info: strawberry.Info[Context, None], email: str) -> Actor | None:
+        """Who recorded events under `email`, how often and when."""
+        stats = await info.context.loaders.actor_stats.load(email)
+        return actor_from_stats(stats) if stats is not None else None

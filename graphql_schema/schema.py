@@ -1,0 +1,56 @@
+"""The GraphQL schema: types, guards against abusive queries, and error masking.
+
+`python -m graphql_schema.export_schema` writes it to schema.graphql (a test keeps them equal).
+"""
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import ExecutionContext
+
+from graphql_schema.errors import client_error, log_server_errors
+from graphql_schema.limits import MAX_ALIASES, MAX_QUERY_DEPTH, MAX_TOKENS
+from graphql_schema.mutations import Mutation
+from graphql_schema.queries import Query
+
+try:
+    # Written separately; the schema works (without subscriptions) until it exists.
+    from graphql_schema.subscription import Subscription
+except ModuleNotFoundError as missing:
+    # Only the module's absence is tolerated: a broken import inside it must fail loudly.
+    if missing.name != "graphql_schema.subscription":
+        raise
+    Subscription = None  # type: ignore[assignment,misc]
+
+
+class ClientSafeErrors(MaskErrors):
+    """Every error goes through the one GraphQL error mapping (graphql_schema.errors.client_error)."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda _error: True)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        return client_error(error)
+
+
+class EventsSchema(strawberry.Schema):
+    """Strawberry's schema, logging only server-side failures (not every client mistake)."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_server_errors(errors)
+
+
+schema = EventsSchema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    # Factories, not instances: each operation gets fresh extensions (they hold per-request state).
+    extensions=[
+        lambda: QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        ClientSafeErrors,
+    ],
+)

@@ -1,0 +1,83 @@
+"""The GraphQL output types (Event, Actor) and their construction from database rows."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+import strawberry
+from strawberry.scalars import JSON
+
+from graphql_schema.context import Context
+from graphql_schema.limits import check_page_size
+
+
+@strawberry.type(description="Something that happened in an application, as recorded.")
+class Event:
+    id: strawberry.ID = strawberry.field(description="Server-generated UUID.")
+    component: str = strawberry.field(description="The part of the system the event is about.")
+    environment: str = strawberry.field(description="Where it happened, e.g. `production`.")
+    email: str | None = strawberry.field(description="Who caused it.")
+    message: str = strawberry.field(description="What happened.")
+    data: JSON = strawberry.field(description="Free-form details: always a JSON object.")
+    created_at: datetime = strawberry.field(description="When the server recorded it (UTC).")
+
+    @strawberry.field(description="Who recorded it: the actor behind `email` (null without an email).")
+    async def actor(self, info: strawberry.Info[Context, None]) -> Actor | None:
+        """The actor for this event's email, batched across the request."""
+        if self.email is None:
+            return None
+        stats = await info.context.loaders.actor_stats.load(self.email)
+        return actor_from_stats(stats) if stats is not None else None
+
+
+@strawberry.type(description="An email that records events: who, how often, when.")
+class Actor:
+    email: str
+    event_count: int = strawberry.field(description="How many events carry this email.")
+    first_seen_at: datetime = strawberry.field(description="Its oldest event's createdAt.")
+    last_seen_at: datetime = strawberry.field(description="Its newest event's createdAt.")
+
+    @strawberry.field(description="Its newest events, newest first.")
+    async def events(self, info: strawberry.Info[Context, None], first: int = 10) -> list[Event]:
+        """The actor's `first` newest events, batched across the request."""
+        check_page_size("first", first, info.context.settings)
+        rows = await info.context.loaders.actor_events.load((self.email, first))
+        return [event_from_record(row) for row in rows]
+
+
+def event_from_record(record: Mapping[str, Any]) -> Event:
+    """An Event from a row with the repository's EVENT_COLUMNS (`data` as JSON text)."""
+    data = record["data"]
+    return Event(
+        id=strawberry.ID(str(record["id"])),
+        component=record["component"],
+        environment=record["environment"],
+        email=record["email"],
+        message=record["message"],
+        data=decode_data(data) if isinstance(data, str) else data,
+        created_at=record["created_at"],
+    )
+
+
+# orjson turns integers beyond 64 bits into floats; a run of 20+ digits sends us to the exact parser.
+_LONG_DIGITS = re.compile(r"\d{20}")
+
+
+def decode_data(text: str) -> dict[str, Any]:
+    """`data` JSON text as a dict, keeping every digit of integers beyond 64 bits."""
+    return json.loads(text) if _LONG_DIGITS.search(text) else orjson.loads(text)
+
+
+def actor_from_stats(stats: Mapping[str, Any]) -> Actor:
+    """An Actor from a row of db.actors.actor_stats_by_email."""
+    return Actor(
+        email=stats["email"],
+        event_count=stats["event_count"],
+        first_seen_at=stats["first_seen_at"],
+        last_seen_at=stats["last_seen_at"],
+    )

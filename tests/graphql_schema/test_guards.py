@@ -1,0 +1,108 @@
+"""Guards against abusive queries, and errors that never leak SQL or internals."""
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from graphql import get_introspection_query
+
+from api.app import create_app
+from api.settings import Settings
+from db.engine import Database
+from graphql_schema.limits import MAX_ALIASES, MAX_QUERY_DEPTH, MAX_TOKENS
+from tests.graphql_schema.support import graphql, graphql_data, only_error
+
+
+def nested_actor_query(levels: int) -> str:
+    """events -> nodes -> actor -> events -> actor -> ... `levels` times: depth 3 + 2 * levels."""
+    selection = "email"
+    for _ in range(levels):
+        selection = f"actor {{ events(first: 1) {{ {selection} }} }}"
+    return f"{{ events(first: 1) {{ nodes {{ {selection} }} }} }}"
+
+
+async def test_reasonably_nested_query_is_served(client: httpx.AsyncClient) -> None:
+    query = "{ events { edges { node { actor { events { actor { email } } } } } } }"
+    assert (await graphql_data(client, query))["events"]["edges"] == []
+
+
+async def test_query_deeper_than_the_limit_is_refused(client: httpx.AsyncClient) -> None:
+    await graphql_data(client, nested_actor_query(3))  # depth 9
+    body = await graphql(client, nested_actor_query(5))
+    assert str(MAX_QUERY_DEPTH) in only_error(body)["message"]
+    assert "exceeds maximum operation depth" in only_error(body)["message"]
+    assert body.get("data") is None
+
+
+async def test_too_many_aliases_are_refused(client: httpx.AsyncClient) -> None:
+    allowed = " ".join(f"a{index}: events {{ totalCount }}" for index in range(MAX_ALIASES))
+    await graphql_data(client, f"{{ {allowed} }}")
+    too_many = " ".join(f'a{index}: actor(email: "x") {{ email }}' for index in range(MAX_ALIASES + 1))
+    body = await graphql(client, f"{{ {too_many} }}")
+    assert "aliases" in only_error(body)["message"]
+    assert body.get("data") is None
+
+
+async def test_query_with_too_many_tokens_is_refused(client: httpx.AsyncClient) -> None:
+    # Each repetition is 4 tokens: `nodes { id }`; duplicates are legal and merged.
+    padding = " ".join("nodes { id }" for _ in range(MAX_TOKENS // 4))
+    body = await graphql(client, f"{{ events {{ {padding} }} }}")
+    assert "token" in only_error(body)["message"].lower()
+    assert body.get("data") is None
+
+
+async def test_graphiql_introspection_fits_within_the_guards(client: httpx.AsyncClient) -> None:
+    query = get_introspection_query(
+        descriptions=True,
+        specified_by_url=True,
+        directive_is_repeatable=True,
+        schema_description=True,
+        input_value_deprecation=True,
+    )
+    data = await graphql_data(client, query)
+    names = {type_["name"] for type_ in data["__schema"]["types"]}
+    assert {"Event", "Actor", "EventConnection", "EventFilter", "RecordEventInput"} <= names
+
+
+@pytest.fixture
+async def app_without_events_table(settings: Settings, server_url: str) -> AsyncIterator[FastAPI]:
+    """The app wired to a real database that lacks the events table: every query fails in SQL."""
+    application = create_app(settings)
+    application.state.database = await Database.connect(server_url, min_size=1, max_size=2)
+    try:
+        yield application
+    finally:
+        await application.state.database.close()
+
+
+async def test_unexpected_errors_are_masked_and_leak_no_sql(
+    app_without_events_table: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = httpx.ASGITransport(app=app_without_events_table)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.post(
+            "/graphql", json={"query": '{ events(filter: {component: "x"}) { nodes { id } } }'}
+        )
+    body = response.json()
+    error = only_error(body)
+    assert error["message"] == "Internal server error."
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+    assert error["path"] == ["events"]
+    for secret in ("relation", "SELECT", "asyncpg", "Traceback", "does not exist"):
+        assert secret not in response.text
+    # The operator still gets the whole story in the log.
+    assert any("does not exist" in str(record.exc_info[1]) for record in caplog.records if record.exc_info)
+
+
+async def test_unreachable_database_is_service_unavailable(settings: Settings, server_url: str) -> None:
+    application = create_app(settings)
+    database = await Database.connect(server_url, min_size=1, max_size=1)
+    await database.close()  # every acquire now fails as it would with the server gone
+    application.state.database = database
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        body = await graphql(client, '{ actor(email: "a@example.com") { email } }')
+    error = only_error(body)
+    assert error["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
+    assert "pool" not in error["message"]
