@@ -27,6 +27,53 @@ class EventFilter:
     data_contains: dict[str, Any] | None = None
 
 
+_TEXT_FIELDS = (
+    "component",
+    "environment",
+    "email",
+    "component_in",
+    "environment_in",
+    "message_substring",
+    "message_contains",
+    "search",
+)
+
+
+class InvalidFilter(ValueError):
+    """A filter value PostgreSQL cannot compare (it could never match a stored event anyway)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _check_text(field: str, value: object) -> None:
+    """Refuse NUL and lone surrogates: PostgreSQL text cannot hold them, so the query would fail."""
+    texts = value if isinstance(value, tuple | list) else (value,)
+    for text in texts:
+        if not isinstance(text, str):
+            continue
+        if "\x00" in text:
+            raise InvalidFilter(field, "Filter values can not contain NUL characters.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidFilter(field, "Filter values must be valid Unicode text.") from None
+
+
+def _check_json(field: str, value: object) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(field, key)
+            _check_json(field, item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(field, item)
+    else:
+        _check_text(field, value)
+
+
 class SqlParams:
     """Collects positional parameters and hands out their `$n` placeholders."""
 
@@ -40,6 +87,9 @@ class SqlParams:
 
 def filter_conditions(event_filter: EventFilter, params: SqlParams) -> list[str]:
     """SQL conditions for `event_filter`; each one is served by an index of migration 0001."""
+    for field in _TEXT_FIELDS:
+        _check_text(field, getattr(event_filter, field))
+    _check_json("data_contains", event_filter.data_contains)
     conditions: list[str] = []
     for column in ("component", "environment", "email"):
         value = getattr(event_filter, column)

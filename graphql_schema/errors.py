@@ -5,6 +5,7 @@ import logging
 from graphql import GraphQLError
 
 from db.engine import DatabaseUnavailable
+from db.filters import InvalidFilter
 from db.validation import InvalidEvent
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ def client_error(error: GraphQLError) -> GraphQLError:
         return error
     if isinstance(original, InvalidEvent):
         return _replace(error, original.reason, {"code": BAD_USER_INPUT, "field": original.field})
+    if isinstance(original, InvalidFilter):
+        field = f"filter.{_camel_case(original.field)}"
+        return _replace(error, original.reason, {"code": BAD_USER_INPUT, "field": field})
     if isinstance(original, DatabaseUnavailable):
         return _replace(error, DATABASE_UNAVAILABLE_MESSAGE, {"code": SERVICE_UNAVAILABLE})
     # The message of an arbitrary exception may quote SQL or data: it goes to the log only.
@@ -56,12 +60,17 @@ def log_server_errors(errors: list[GraphQLError]) -> None:
     """Log what is the server's problem; the client's own mistakes are not worth a log line."""
     for error in errors:
         original = error.original_error
-        if _is_client_safe(error) or isinstance(original, InvalidEvent):
+        if _is_client_safe(error) or isinstance(original, InvalidEvent | InvalidFilter):
             continue
         if isinstance(original, DatabaseUnavailable):
             log.warning("database unavailable during GraphQL operation at %s: %s", error.path, original)
         else:
             log.error("unexpected error in GraphQL resolver at %s", error.path, exc_info=original)
+
+
+def _camel_case(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 def _replace(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:

@@ -1,6 +1,8 @@
 """Domain errors to HTTP, once, at the edge: every error under /api is JSON with a "message"."""
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -8,10 +10,20 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from db.api_keys import NotAuthenticated, NotPermitted
 from db.engine import DatabaseUnavailable
+from db.filters import InvalidFilter
 from db.validation import InvalidEvent, PayloadShapeError
 from rest.fields_mask import MaskParseError
 from rest.responses import json_response, message_response
+
+try:
+    from fastapi.routing import iter_route_contexts
+except ImportError:  # FastAPI before included routers stayed nested: app.router.routes is flat
+
+    def iter_route_contexts(routes: Iterable[Any]) -> Iterable[Any]:  # type: ignore[misc]
+        return routes
+
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +57,9 @@ async def _http_error(request: Request, error: Exception) -> Response:
 def _allowed_methods(request: Request) -> set[str]:
     """Every method some route serves at this path (Starlette names only the first route's)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    # FastAPI keeps included routers nested (app.router.routes holds one entry per router):
+    # iter_route_contexts walks down to the routes as mounted, prefixes applied.
+    for route in iter_route_contexts(request.app.router.routes):
         # PARTIAL: the path matches but not the method; FULL cannot happen on a 405.
         match, _ = route.matches(request.scope)
         if match != Match.NONE:
@@ -77,9 +91,22 @@ async def _mask_parse_error(request: Request, error: Exception) -> Response:
     return message_response(f"Mask parse error: {error}", 400)
 
 
+async def _invalid_filter(request: Request, error: Exception) -> Response:
+    assert isinstance(error, InvalidFilter)
+    return message_response(f"Unable to retrieve events - {error.reason}", 400)
+
+
 async def _database_unavailable(request: Request, error: Exception) -> Response:
     log.warning("database unavailable: %s", error)
     return message_response(DATABASE_UNAVAILABLE, 503, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def _not_authenticated(request: Request, error: Exception) -> Response:
+    return message_response(str(error), 401, {"WWW-Authenticate": "Bearer"})
+
+
+async def _not_permitted(request: Request, error: Exception) -> Response:
+    return message_response(str(error), 403)
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:
@@ -96,4 +123,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MalformedBody, _malformed_body)
     app.add_exception_handler(MaskParseError, _mask_parse_error)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
+    app.add_exception_handler(InvalidFilter, _invalid_filter)
+    app.add_exception_handler(NotAuthenticated, _not_authenticated)
+    app.add_exception_handler(NotPermitted, _not_permitted)
     app.add_exception_handler(Exception, _unexpected)

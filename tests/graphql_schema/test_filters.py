@@ -149,3 +149,18 @@ async def test_data_contains_must_be_an_object(client: httpx.AsyncClient) -> Non
     body = await graphql(client, MESSAGES_QUERY, {"filter": {"dataContains": ["plan"]}})
     error = only_error(body)
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "dataContains"}
+
+
+async def test_a_nul_character_in_a_filter_is_bad_user_input_not_a_server_error(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/graphql",
+        json={
+            "query": "query($f: EventFilter) { events(filter: $f) { nodes { id } } }",
+            "variables": {"f": {"componentIn": ["ok", "a\u0000b"]}},
+        },
+    )
+    error = response.json()["errors"][0]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "filter.componentIn"}
+    assert "NUL" in error["message"]
