@@ -1,24 +1,30 @@
-"""The `activity-service` command: serve, migrate, prune."""
+"""The `activity-service` command: serve, migrate, prune, keys."""
 
 import asyncio
+import contextlib
 import copy
 import re
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import asyncpg
 import typer
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
 
 from api.settings import Settings
+from db import api_keys
 from db.embedded import start_embedded
 from db.engine import CONNECTION_ERRORS, Database
 from db.migrate import upgrade_to_head
 from db.retention import prune_events_before
 from db.urls import masked_url
+
+T = TypeVar("T")
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="activity-service: an event log.")
 
@@ -70,6 +76,21 @@ async def _probe(url: str, timeout_s: float) -> None:
     await connection.close()
 
 
+class CleanExitServer(uvicorn.Server):
+    """uvicorn, but a SIGTERM/SIGINT it has handled gracefully ends the process with status 0.
+
+    Plain uvicorn re-raises the signal after its graceful shutdown, so the process dies "killed by
+    SIGTERM" (status -15) even though every in-flight request was finished: supervisors then
+    report a crash for an orderly stop.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
 def log_config(level: str) -> dict[str, object]:
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     for name in OWN_LOGGERS:
@@ -98,17 +119,25 @@ def serve(
         wait_for_database(url, settings.startup_wait_s)
         if migrate:
             upgrade_to_head(url)
-    uvicorn.run(
+    config = uvicorn.Config(
         "api.app:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
         log_config=log_config(settings.log_level),
-        access_log=False,  # api.middleware logs one line per request, with its request id
         log_level=settings.log_level.lower(),
+        access_log=False,  # api.middleware logs one line per request, with its request id
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )
+    if workers > 1:
+        # The supervisor forwards SIGTERM to the workers, waits for them, and returns.
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    server = CleanExitServer(config)
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's own "startup failed" code; the reason is already logged
 
 
 @cli.command()
@@ -172,6 +201,83 @@ async def _prune(url: str, cutoff: datetime, batch_size: int) -> int:
         return await prune_events_before(database, cutoff, batch_size=batch_size)
     finally:
         await database.close()
+
+
+keys_cli = typer.Typer(no_args_is_help=True, help="Manage API keys (create, list, revoke).")
+cli.add_typer(keys_cli, name="keys")
+
+
+def _run_with_database(operation: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `operation` on the configured database (starting the embedded one if need be)."""
+    settings = load_settings()
+    url = settings.external_database_url
+    embedded = None
+    if url is None:
+        embedded = start_embedded(settings.activity_data_dir)
+        url = embedded.url
+        upgrade_to_head(url)
+    else:
+        wait_for_database(url, settings.startup_wait_s)
+
+    async def run() -> T:
+        database = await Database.connect(url, min_size=1, max_size=1)
+        try:
+            return await operation(database)
+        finally:
+            await database.close()
+
+    try:
+        return asyncio.run(run())
+    finally:
+        if embedded is not None:
+            embedded.release()
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    scope: Annotated[list[str], typer.Option("--scope", help=f"Repeatable: {', '.join(api_keys.SCOPES)}.")],
+) -> None:
+    """Create a key and print it once; only its hash is stored."""
+
+    async def create(database: Database) -> tuple[api_keys.ApiKeyInfo, str]:
+        async with database.transaction() as connection:
+            return await api_keys.create_api_key(connection, name, scope)
+
+    try:
+        info, raw_key = _run_with_database(create)
+    except ValueError as error:
+        fail(str(error))
+        return
+    typer.echo(f"created key {info.id} ({info.name}) with scopes {' '.join(info.scopes)}", err=True)
+    typer.echo("the key is shown this once; store it now:", err=True)
+    typer.echo(raw_key)
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """List keys (never the keys themselves): id, name, scopes, created, revoked."""
+
+    async def fetch(database: Database) -> list[api_keys.ApiKeyInfo]:
+        async with database.transaction() as connection:
+            return await api_keys.list_api_keys(connection)
+
+    for key in _run_with_database(fetch):
+        revoked = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
+        typer.echo(f"{key.id}\t{key.name}\t{','.join(key.scopes)}\t{key.created_at.isoformat()}\t{revoked}")
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (see `keys list`).")]) -> None:
+    """Revoke a key; requests with it are refused from then on."""
+
+    async def revoke(database: Database) -> bool:
+        async with database.transaction() as connection:
+            return await api_keys.revoke_api_key(connection, key_id)
+
+    if not _run_with_database(revoke):
+        fail(f"no active key with id {key_id}")
+    typer.echo(f"revoked key {key_id}")
 
 
 def main() -> None:

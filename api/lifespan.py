@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from api.settings import Settings
+from db.api_keys import KeyVerifier
 from db.embedded import start_embedded
 from db.engine import Database
 from db.migrate import upgrade_to_head_async
@@ -41,4 +42,5 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         resources.push_async_callback(database.close)
         app.state.database = database
+        app.state.key_verifier = KeyVerifier(database, settings.api_key_cache_s)
         yield

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     # None by default: same-origin pages (GraphiQL, the docs) need no CORS.
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # API keys: off by default so legacy clients keep working; compose.yaml turns it on.
+    auth_required: bool = False
+    # How long a verified (or refused) key is remembered; a revocation takes effect within it.
+    api_key_cache_s: float = Field(default=5.0, ge=0)
+
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -4,8 +4,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Text, Uuid, func, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, Uuid, func, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
 # Explicit constraint names, so migrations name things the same way on every server.
@@ -52,4 +52,23 @@ class Event(SQLModel, table=True):
     created_at: datetime | None = Field(
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+class ApiKey(SQLModel, table=True):
+    """A client's credential: only a hash of the key is kept; the key itself is shown once."""
+
+    __tablename__ = "api_keys"
+
+    # The public part of a key (`ak_<id>_<secret>`): found by it, then the hash is compared.
+    id: str = Field(sa_column=Column(Text, primary_key=True))
+    name: str = Field(sa_column=Column(Text, nullable=False))
+    key_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    scopes: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
+    created_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    revoked_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )

@@ -7,19 +7,20 @@ from contextlib import AsyncExitStack
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from db.filters import EventFilter
 from db.repository import get_event, insert_event, stream_events
 from db.validation import EVENT_FIELDS, parse_event_payload
+from rest.auth import require_event_scope
 from rest.errors import MalformedBody
 from rest.fields_mask import ALL_FIELDS, FieldsMask, apply_fields_mask, parse_fields_mask
 from rest.from_date import InvalidFromDate, parse_from_date
 from rest.rendering import event_dict, event_json
 from rest.responses import database, json_response, message_response
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], dependencies=[Depends(require_event_scope)])
 
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",

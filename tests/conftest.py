@@ -5,8 +5,12 @@ Each run gets a fresh database, migrated once; each test starts with an empty ev
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -30,18 +34,40 @@ async def _admin(server_url: str, statement: str) -> None:
         await connection.close()
 
 
+@contextmanager
+def postgres_data_dir() -> Iterator[Path]:
+    """A fresh folder for an embedded server's data, removed afterwards.
+
+    Not under pytest's tmp_path: pytest resets its base folder to mode 0700 whenever a session
+    starts, which locks out the `pgserver` system user that runs postgres when we are root.
+    """
+    parent = Path(tempfile.mkdtemp(prefix="activity-test-pg-"))
+    try:
+        yield parent / "data"
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def embedded_data_dir() -> Iterator[Path]:
+    """A data folder for a test that runs its own embedded PostgreSQL."""
+    with postgres_data_dir() as path:
+        yield path
+
+
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """A URL on the server under test (its default database), with the right to create databases."""
     external = os.environ.get("TEST_DATABASE_URL")
     if external:
         yield as_libpq_url(external)
         return
-    embedded = start_embedded(tmp_path_factory.mktemp("embedded-postgres") / "data")
-    try:
-        yield embedded.url
-    finally:
-        embedded.release()
+    with postgres_data_dir() as data_dir:
+        embedded = start_embedded(data_dir)
+        try:
+            yield embedded.url
+        finally:
+            embedded.release()
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,9 @@ from tests.support import running_service, service_env, valid_event
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+def own_server(embedded_data_dir: Path) -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL this test may stop and start (never the shared test server)."""
-    embedded = start_embedded(tmp_path / "data")
+    embedded = start_embedded(embedded_data_dir)
     upgrade_to_head(embedded.url)
     try:
         yield embedded
