@@ -4,6 +4,7 @@ import strawberry
 
 from db.repository import insert_event, insert_events
 from db.validation import InvalidEvent, NewEvent
+from graphql_schema.auth import CanWriteEvents
 from graphql_schema.context import Context
 from graphql_schema.errors import BadUserInput, invalid_event_error
 from graphql_schema.inputs import RecordEventInput
@@ -20,7 +21,8 @@ RECORD_EVENTS_DESCRIPTION = (
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
-        description="Record one event. A rejected input is a BAD_USER_INPUT error naming its `field`."
+        permission_classes=[CanWriteEvents],
+        description="Record one event. A rejected input is a BAD_USER_INPUT error naming its `field`.",
     )
     async def record_event(self, info: strawberry.Info[Context, None], input: RecordEventInput) -> Event:
         """Validate, store and return one event."""
@@ -33,7 +35,7 @@ class Mutation:
         # Returned after the transaction block: the event is committed when the client sees it.
         return event_from_record(record)
 
-    @strawberry.mutation(description=RECORD_EVENTS_DESCRIPTION)
+    @strawberry.mutation(permission_classes=[CanWriteEvents], description=RECORD_EVENTS_DESCRIPTION)
     async def record_events(
         self, info: strawberry.Info[Context, None], inputs: list[RecordEventInput]
     ) -> list[Event]:

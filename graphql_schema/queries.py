@@ -5,6 +5,7 @@ from typing import Annotated
 
 import strawberry
 
+from graphql_schema.auth import CanReadEvents
 from graphql_schema.context import Context
 from graphql_schema.cursors import decode_cursor
 from graphql_schema.errors import BadUserInput
@@ -26,7 +27,7 @@ EVENTS_DESCRIPTION = (
 
 @strawberry.type
 class Query:
-    @strawberry.field(description=EVENTS_DESCRIPTION)
+    @strawberry.field(permission_classes=[CanReadEvents], description=EVENTS_DESCRIPTION)
     async def events(
         self,
         info: strawberry.Info[Context, None],
@@ -55,7 +56,10 @@ class Query:
         )
         return await load_page(info.context.database, request)
 
-    @strawberry.field(description="One event by id; null when there is none. The id must be a UUID.")
+    @strawberry.field(
+        permission_classes=[CanReadEvents],
+        description="One event by id; null when there is none. The id must be a UUID.",
+    )
     async def event(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> Event | None:
         """The event with this id, batched with other lookups of the request."""
         try:
@@ -65,7 +69,10 @@ class Query:
         row = await info.context.loaders.event.load(event_id)
         return event_from_record(row) if row is not None else None
 
-    @strawberry.field(description="The actor with this email; null when no event carries it.")
+    @strawberry.field(
+        permission_classes=[CanReadEvents],
+        description="The actor with this email; null when no event carries it.",
+    )
     async def actor(self, info: strawberry.Info[Context, None], email: str) -> Actor | None:
         """Who recorded events under `email`, how often and when."""
         stats = await info.context.loaders.actor_stats.load(email)

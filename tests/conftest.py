@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from api.settings import Settings
+from db.api_keys import KeyVerifier, create_api_key, revoke_api_key
 from db.embedded import start_embedded
 from db.engine import Database
 from db.migrate import upgrade_to_head
@@ -125,3 +126,31 @@ def live_server(database_url: str) -> Iterator[str]:
     """A real uvicorn (one worker) serving the test database; yields its base URL."""
     with running_service(service_env(DATABASE_URL=database_url)) as (base_url, _process):
         yield base_url
+
+
+@pytest.fixture
+async def keys(database: Database) -> dict[str, str]:
+    """One key per kind of caller the matrix tries; revoked: valid once, then revoked."""
+    made: dict[str, str] = {}
+    async with database.transaction() as connection:
+        await connection.execute("TRUNCATE api_keys")
+        for kind, scopes in (
+            ("read", ["events:read"]),
+            ("write", ["events:write"]),
+            ("admin", ["admin"]),
+            ("revoked", ["events:read", "events:write"]),
+        ):
+            info, made[kind] = await create_api_key(connection, f"{kind} key", scopes)
+        await revoke_api_key(connection, info.id)
+    return made
+
+
+@pytest.fixture
+async def auth_client(app: FastAPI, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client on an app with AUTH_REQUIRED on (no caching, so revocation shows at once)."""
+    guarded = create_app(settings.model_copy(update={"auth_required": True}))
+    guarded.state.database = app.state.database
+    guarded.state.key_verifier = KeyVerifier(app.state.database, cache_s=0)
+    transport = httpx.ASGITransport(app=guarded)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
