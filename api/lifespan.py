@@ -1,4 +1,4 @@
-"""Startup and shutdown: the embedded server (when no database is configured), migrations, the pool."""
+"""Startup and shutdown: embedded server (when none is configured), migrations, pool, live feed."""
 
 import asyncio
 import logging
@@ -11,6 +11,7 @@ from api.settings import Settings
 from db.api_keys import KeyVerifier
 from db.embedded import start_embedded
 from db.engine import Database
+from db.event_hub import EventHub
 from db.migrate import upgrade_to_head_async
 
 log = logging.getLogger(__name__)
@@ -42,5 +43,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         resources.push_async_callback(database.close)
         app.state.database = database
+        # After the pool (it fetches oversize events with it), stopped before the pool closes.
+        event_hub = EventHub(database)
+        await event_hub.start()
+        resources.push_async_callback(event_hub.stop)
+        app.state.event_hub = event_hub
         app.state.key_verifier = KeyVerifier(database, settings.api_key_cache_s)
         yield

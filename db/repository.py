@@ -8,6 +8,7 @@ from datetime import datetime
 import asyncpg
 import orjson
 
+from db.event_notifications import inserting_and_announcing
 from db.filters import EventFilter, SqlParams, filter_conditions
 from db.validation import NewEvent
 
@@ -34,11 +35,26 @@ def encode_data(data: dict[str, object]) -> str:
         return json.dumps(data, ensure_ascii=False, allow_nan=False)
 
 
+# Each insert also NOTIFYs the live feed (db.event_hub) from the same statement: one round trip,
+# delivered at COMMIT only. unnest keeps the input order and INSERT ... SELECT returns rows (and
+# so sends notifications) in the order it inserts them.
+_INSERT_ONE_AND_ANNOUNCE = inserting_and_announcing(
+    "INSERT INTO events (component, environment, email, message, data) VALUES ($1, $2, $3, $4, $5::jsonb)",
+    returning=EVENT_COLUMNS,
+)
+_INSERT_MANY_AND_ANNOUNCE = inserting_and_announcing(
+    "INSERT INTO events (component, environment, email, message, data) "
+    "SELECT component, environment, email, message, data::jsonb "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
+    "AS batch(component, environment, email, message, data)",
+    returning=EVENT_COLUMNS,
+)
+
+
 async def insert_event(connection: asyncpg.Connection, event: NewEvent) -> asyncpg.Record:
-    """Store one event; return it as stored (with its id, created_at and normalised data)."""
+    """Store one event and announce it (delivered at commit); return it as stored."""
     return await connection.fetchrow(
-        "INSERT INTO events (component, environment, email, message, data) "
-        f"VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING {EVENT_COLUMNS}",
+        _INSERT_ONE_AND_ANNOUNCE,
         event.component,
         event.environment,
         event.email,
@@ -48,16 +64,14 @@ async def insert_event(connection: asyncpg.Connection, event: NewEvent) -> async
 
 
 async def insert_events(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> list[asyncpg.Record]:
-    """Store several events in one statement; return them as stored, in the order given."""
+    """Store several events in one statement and announce each (delivered at commit, in order).
+
+    Returns them as stored, in the order given.
+    """
     if not events:
         return []
-    # unnest keeps the input order and INSERT ... SELECT returns rows in the order it inserts them.
     return await connection.fetch(
-        "INSERT INTO events (component, environment, email, message, data) "
-        "SELECT component, environment, email, message, data::jsonb "
-        "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
-        "AS batch(component, environment, email, message, data) "
-        f"RETURNING {EVENT_COLUMNS}",
+        _INSERT_MANY_AND_ANNOUNCE,
         [event.component for event in events],
         [event.environment for event in events],
         [event.email for event in events],

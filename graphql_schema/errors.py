@@ -5,6 +5,7 @@ import logging
 from graphql import GraphQLError
 
 from db.engine import DatabaseUnavailable
+from db.event_subscription import SubscriberTooSlow, SubscriptionEnded
 from db.filters import InvalidFilter
 from db.validation import InvalidEvent
 
@@ -13,6 +14,7 @@ log = logging.getLogger(__name__)
 BAD_USER_INPUT = "BAD_USER_INPUT"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
 
 DATABASE_UNAVAILABLE_MESSAGE = "The database is unavailable right now; retry shortly."
 INTERNAL_ERROR_MESSAGE = "Internal server error."
@@ -28,6 +30,14 @@ class BadUserInput(GraphQLError):
         if index is not None:
             extensions["index"] = index
         super().__init__(message, extensions=extensions)
+
+
+class SubscriptionEndedError(GraphQLError):
+    """Why a live stream stopped, for the client (a GraphQLError, so it is not masked)."""
+
+    def __init__(self, ended: SubscriptionEnded) -> None:
+        code = SUBSCRIBER_TOO_SLOW if isinstance(ended, SubscriberTooSlow) else SERVICE_UNAVAILABLE
+        super().__init__(str(ended), extensions={"code": code})
 
 
 def invalid_event_error(error: InvalidEvent, *, index: int | None = None) -> BadUserInput:
