@@ -18,7 +18,7 @@ import asyncpg
 
 from db.event_notifications import EventRecord
 from db.filters import EventFilter
-from db.repository import encode_data
+from db.json_text import encode_json
 
 # What PostgreSQL must decide, per (message, needle): the exact expressions of db/filters.py.
 TextQuestionKind = Literal["search", "contains_ci"]
@@ -123,7 +123,7 @@ class CompiledFilter:
         self._created_to = _as_bound(event_filter.created_to)
         # The document exactly as SQL receives it (the same encoding, then parsed as jsonb would).
         self._data_contains = (
-            parse_jsonb_text(encode_data(event_filter.data_contains))
+            parse_jsonb_text(encode_json(event_filter.data_contains))
             if event_filter.data_contains is not None
             else None
         )

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
+from db.json_text import encode_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +114,6 @@ def filter_conditions(event_filter: EventFilter, params: SqlParams) -> list[str]
     if event_filter.created_to is not None:
         conditions.append(f"created_at < {params.add(event_filter.created_to)}")
     if event_filter.data_contains is not None:
-        document = params.add(orjson.dumps(event_filter.data_contains).decode())
+        document = params.add(encode_json(event_filter.data_contains))
         conditions.append(f"data @> {document}::jsonb")
     return conditions

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-import orjson
 
 from db.event_notifications import inserting_and_announcing
 from db.filters import EventFilter, SqlParams, filter_conditions
+from db.json_text import encode_json
 from db.validation import NewEvent
 
 # Every reader gets the same columns; `data` as its JSON text so hot paths can copy it into a
@@ -23,16 +23,6 @@ class EventKey:
 
     created_at: datetime
     id: uuid.UUID
-
-
-def encode_data(data: dict[str, object]) -> str:
-    """`data` as JSON text for a jsonb parameter; integers beyond 64 bits keep every digit."""
-    try:
-        return orjson.dumps(data).decode()
-    except TypeError:
-        import json  # the slow path, only for what orjson refuses (integers over 64 bits)
-
-        return json.dumps(data, ensure_ascii=False, allow_nan=False)
 
 
 # Each insert also NOTIFYs the live feed (db.event_hub) from the same statement: one round trip,
@@ -59,7 +49,7 @@ async def insert_event(connection: asyncpg.Connection, event: NewEvent) -> async
         event.environment,
         event.email,
         event.message,
-        encode_data(event.data),
+        encode_json(event.data),
     )
 
 
@@ -76,7 +66,7 @@ async def insert_events(connection: asyncpg.Connection, events: Sequence[NewEven
         [event.environment for event in events],
         [event.email for event in events],
         [event.message for event in events],
-        [encode_data(event.data) for event in events],
+        [encode_json(event.data) for event in events],
     )
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import asyncpg
 import httpx
-import orjson
 
 from db.engine import Database
+from db.json_text import encode_json
 
 # Well before any test runs, so events recorded through the API are always the newest.
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
@@ -72,7 +72,7 @@ async def seed(database: Database, rows: Sequence[dict[str, Any]]) -> list[str]:
             [row["environment"] for row in rows],
             [row["email"] for row in rows],
             [row["message"] for row in rows],
-            [orjson.dumps(row["data"]).decode() for row in rows],
+            [encode_json(row["data"]) for row in rows],
             [row["created_at"] for row in rows],
         )
     return [str(record["id"]) for record in ids]

@@ -164,3 +164,13 @@ async def test_a_nul_character_in_a_filter_is_bad_user_input_not_a_server_error(
     error = response.json()["errors"][0]
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "filter.componentIn"}
     assert "NUL" in error["message"]
+
+
+async def test_data_contains_matches_integers_beyond_64_bits_exactly(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    big = 2**70
+    ids = await seed(database, [event_row(data={"n": big}), event_row(data={"n": big + 1})])
+    query = "query($f: EventFilter) { events(filter: $f) { nodes { id } } }"
+    data = await graphql_data(client, query, {"f": {"dataContains": {"n": big}}})
+    assert [node["id"] for node in data["events"]["nodes"]] == [ids[0]]
