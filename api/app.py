@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestLogMiddleware)
     app.include_router(health.router)
     app.include_router(events.router)
-    app.include_router(graphql_router())
+    app.include_router(graphql_router(settings))
     docs.mount_docs(app)
     mount_graphiql_assets(app)
     return app

@@ -44,7 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources.push_async_callback(database.close)
         app.state.database = database
         # After the pool (it fetches oversize events with it), stopped before the pool closes.
-        event_hub = EventHub(database)
+        event_hub = EventHub(database, max_pending_events=settings.subscription_queue_size)
         await event_hub.start()
         resources.push_async_callback(event_hub.stop)
         app.state.event_hub = event_hub

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     stream_chunk_rows: int = Field(default=2_000, ge=1)
     # GraphQL page size ceiling: a larger `first`/`last` is an error, never a silent clamp.
     max_page_size: int = Field(default=500, ge=1)
+    # GraphQL query-shape guards. Depth 10 admits events -> node -> actor -> events -> actor and
+    # GraphiQL's introspection; the introspection query is ~163-183 tokens, so 1000 leaves room.
+    graphql_max_depth: int = Field(default=10, ge=1)
+    graphql_max_aliases: int = Field(default=20, ge=0)
+    graphql_max_tokens: int = Field(default=1_000, ge=200)
+    # Events a live subscriber may fall behind by before its stream ends (SUBSCRIBER_TOO_SLOW).
+    subscription_queue_size: int = Field(default=1_000, ge=1)
     # Most events one recordEvents call (or one batch request) may carry; all-or-nothing.
     max_batch_events: int = Field(default=1_000, ge=1)
 

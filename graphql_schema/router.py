@@ -7,8 +7,9 @@ from starlette.requests import Request
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
+from api.settings import Settings
 from graphql_schema.context import Context, get_context
-from graphql_schema.schema import schema
+from graphql_schema.schema import build_schema
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,10 @@ class EventsGraphQLRouter(GraphQLRouter[Context, None]):
         return HTMLResponse(graphiql_html())
 
 
-def graphql_router() -> EventsGraphQLRouter:
+def graphql_router(settings: Settings) -> EventsGraphQLRouter:
     """A fresh router for one app (per-request context, both websocket protocols)."""
     return EventsGraphQLRouter(
-        schema,
+        build_schema(settings),
         path=GRAPHQL_PATH,
         context_getter=get_context,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),

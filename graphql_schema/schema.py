@@ -8,8 +8,8 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import ExecutionContext
 
+from api.settings import Settings
 from graphql_schema.errors import client_error, log_server_errors
-from graphql_schema.limits import MAX_ALIASES, MAX_QUERY_DEPTH, MAX_TOKENS
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
 
@@ -42,15 +42,21 @@ class EventsSchema(strawberry.Schema):
         log_server_errors(errors)
 
 
-schema = EventsSchema(
-    query=Query,
-    mutation=Mutation,
-    subscription=Subscription,
-    # Factories, not instances: each operation gets fresh extensions (they hold per-request state).
-    extensions=[
-        lambda: QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        ClientSafeErrors,
-    ],
-)
+def build_schema(settings: Settings) -> EventsSchema:
+    """The schema with the query-shape guards `settings` asks for."""
+    return EventsSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        # Factories, not instances: each operation gets fresh extensions (they hold state).
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+            lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+            ClientSafeErrors,
+        ],
+    )
+
+
+# With the default guards: what export_schema writes (the guards do not show in the SDL).
+schema = build_schema(Settings(_env_file=None))  # type: ignore[call-arg]

@@ -7,6 +7,7 @@ import httpx
 import websockets
 from websockets.typing import Subprotocol
 
+from api.settings import Settings
 from graphql_schema.export_schema import SDL_PATH, schema_sdl
 from graphql_schema.router import graphql_router
 
@@ -31,7 +32,7 @@ async def test_post_serves_queries(client: httpx.AsyncClient) -> None:
 
 
 def test_websocket_speaks_both_subscription_protocols() -> None:
-    assert set(graphql_router().protocols) == {"graphql-transport-ws", "graphql-ws"}
+    assert set(graphql_router(Settings(_env_file=None)).protocols) == {"graphql-transport-ws", "graphql-ws"}
 
 
 async def test_websocket_handshake_works_with_both_protocols(live_server: str) -> None:

@@ -10,8 +10,12 @@ from graphql import get_introspection_query
 from api.app import create_app
 from api.settings import Settings
 from db.engine import Database
-from graphql_schema.limits import MAX_ALIASES, MAX_QUERY_DEPTH, MAX_TOKENS
 from tests.graphql_schema.support import graphql, graphql_data, only_error
+
+DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
+MAX_QUERY_DEPTH = DEFAULTS.graphql_max_depth
+MAX_ALIASES = DEFAULTS.graphql_max_aliases
+MAX_TOKENS = DEFAULTS.graphql_max_tokens
 
 
 def nested_actor_query(levels: int) -> str:
@@ -106,3 +110,16 @@ async def test_unreachable_database_is_service_unavailable(settings: Settings, s
     error = only_error(body)
     assert error["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
     assert "pool" not in error["message"]
+
+
+async def test_the_guards_follow_the_settings(app: FastAPI, settings: Settings) -> None:
+    strict = create_app(settings.model_copy(update={"graphql_max_depth": 5, "graphql_max_aliases": 1}))
+    strict.state.database = app.state.database
+    transport = httpx.ASGITransport(app=strict)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        deep = await graphql(client, nested_actor_query(2))
+        aliased = await graphql(client, "{ a: events { totalCount } b: events { totalCount } }")
+        shallow = await graphql(client, "{ events { totalCount } }")
+    assert "5" in only_error(deep)["message"]
+    assert "errors" in aliased
+    assert "errors" not in shallow
