@@ -21,7 +21,7 @@ from db import api_keys
 from db.embedded import start_embedded
 from db.engine import CONNECTION_ERRORS, Database
 from db.migrate import upgrade_to_head
-from db.retention import prune_events_before
+from db.retention import forget_idempotency_keys_before, prune_events_before
 from db.urls import masked_url
 
 T = TypeVar("T")
@@ -176,7 +176,8 @@ def prune(
     older_than: Annotated[str, typer.Option("--older-than", help="Age, e.g. 90d, 12h, 2w.")],
     batch_size: Annotated[int, typer.Option(min=1, help="Rows per delete transaction.")] = 5_000,
 ) -> None:
-    """Delete events older than the given age, in small batches (safe while serving)."""
+    """Delete events older than the given age in small batches (safe while serving), and expired
+    idempotency keys."""
     age = parse_age(older_than)
     settings = load_settings()
     cutoff = datetime.now(UTC) - age
@@ -187,18 +188,21 @@ def prune(
         url = embedded.url
     else:
         wait_for_database(url, settings.startup_wait_s)
+    key_window = timedelta(hours=settings.idempotency_window_hours)
     try:
-        deleted = asyncio.run(_prune(url, cutoff, batch_size))
+        deleted, forgotten = asyncio.run(_prune(url, cutoff, batch_size, key_window))
     finally:
         if embedded is not None:
             embedded.release()
     typer.echo(f"activity-service: deleted {deleted} events created before {cutoff.isoformat()}")
+    typer.echo(f"activity-service: forgot {forgotten} idempotency keys older than {key_window}")
 
 
-async def _prune(url: str, cutoff: datetime, batch_size: int) -> int:
+async def _prune(url: str, cutoff: datetime, batch_size: int, key_window: timedelta) -> tuple[int, int]:
     database = await Database.connect(url, min_size=1, max_size=1)
     try:
-        return await prune_events_before(database, cutoff, batch_size=batch_size)
+        deleted = await prune_events_before(database, cutoff, batch_size=batch_size)
+        return deleted, await forget_idempotency_keys_before(database, key_window)
     finally:
         await database.close()
 

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # None by default: same-origin pages (GraphiQL, the docs) need no CORS.
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # A repeated Idempotency-Key returns the first answer for this long; `prune` forgets older keys.
+    idempotency_window_hours: float = Field(default=24.0, gt=0)
+
     # API keys: off by default so legacy clients keep working; compose.yaml turns it on.
     auth_required: bool = False
     # How long a verified (or refused) key is remembered; a revocation takes effect within it.

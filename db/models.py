@@ -72,3 +72,21 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A client's `Idempotency-Key`: which request it first came with and the event it made."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
+
+    # Keys are per caller: the API key's id, or "" when the request carried none.
+    owner: str = Field(sa_column=Column(Text, primary_key=True))
+    key: str = Field(sa_column=Column(Text, primary_key=True))
+    request_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # Null only while the first request is still being written (its row lock is held meanwhile).
+    event_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
+    created_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )

@@ -1,8 +1,9 @@
 """Retention: delete events older than a cutoff in small batches, each its own short transaction."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from db.engine import Database
+from db.idempotency import forget_keys_before
 
 # Oldest first through ix_events_created_at_id; SKIP LOCKED so a prune never waits on (or blocks)
 # anything else touching those rows, and each batch's locks are held only for one short statement.
@@ -25,3 +26,9 @@ async def prune_events_before(database: Database, cutoff: datetime, *, batch_siz
         deleted += batch
         if batch < batch_size:
             return deleted
+
+
+async def forget_idempotency_keys_before(database: Database, age: timedelta) -> int:
+    """Delete idempotency keys older than `age`; return how many."""
+    async with database.transaction() as connection:
+        return await forget_keys_before(connection, age)
