@@ -28,6 +28,8 @@ T = TypeVar("T")
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="activity-service: an event log.")
 
+ANNOUNCE_WAIT_AFTER_S = 2.0
+
 # Our own packages log through uvicorn's handler, so every worker prints the same way.
 OWN_LOGGERS = ("api", "db", "rest", "graphql_schema")
 
@@ -51,8 +53,12 @@ def load_settings() -> Settings:
 
 
 def wait_for_database(url: str, timeout_s: float) -> None:
-    """Try to connect until `timeout_s` has passed; fail with one line if the database never answers."""
-    deadline = time.monotonic() + timeout_s
+    """Try to connect until `timeout_s` has passed; fail with one line if the database never answers.
+
+    A database that is merely slow to come up (compose, a restart) is waited for; the wait is
+    announced once it has lasted a couple of seconds, so a quick failure stays a single line.
+    """
+    started = time.monotonic()
     announced = False
     while True:
         try:
@@ -63,10 +69,16 @@ def wait_for_database(url: str, timeout_s: float) -> None:
         except asyncpg.InvalidCatalogNameError as error:
             fail(f"database {masked_url(url)} does not exist: {error}")
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as error:
-            if time.monotonic() >= deadline:
-                fail(f"cannot reach the database at {masked_url(url)}: {error or type(error).__name__}")
-            if not announced:
-                typer.echo(f"activity-service: waiting for the database at {masked_url(url)} ...", err=True)
+            waited = time.monotonic() - started
+            if waited >= timeout_s:
+                reason = str(error) or type(error).__name__
+                fail(f"cannot reach the database at {masked_url(url)} (waited {waited:.0f} s): {reason}")
+            if not announced and waited >= ANNOUNCE_WAIT_AFTER_S:
+                typer.echo(
+                    f"activity-service: waiting up to {timeout_s:.0f} s for the database at "
+                    f"{masked_url(url)} ...",
+                    err=True,
+                )
                 announced = True
             time.sleep(0.5)
 

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from db.urls import as_libpq_url
+from db.validation import EventLimits
 
 
 class Settings(BaseSettings):
@@ -54,6 +55,13 @@ class Settings(BaseSettings):
     # In-flight requests get this long to finish after SIGTERM.
     graceful_shutdown_s: int = Field(default=20, ge=0)
 
+    # Event size limits (db.validation.EventLimits); over a limit is a 400 naming the field.
+    max_component_length: int = Field(default=255, ge=1)
+    max_environment_length: int = Field(default=255, ge=1)
+    max_email_length: int = Field(default=320, ge=6)
+    max_message_length: int = Field(default=32_768, ge=1)
+    max_data_bytes: int = Field(default=65_536, ge=2)
+    max_data_depth: int = Field(default=32, ge=1)
     # Larger request bodies are refused with 413 before they are read into memory.
     max_request_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     # Browser origins allowed to call the API (REST and GraphQL), e.g. ["https://app.example.com"].
@@ -86,6 +94,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @cached_property
+    def event_limits(self) -> EventLimits:
+        """The event size limits, as the validation rules take them."""
+        return EventLimits(
+            max_component_length=self.max_component_length,
+            max_environment_length=self.max_environment_length,
+            max_email_length=self.max_email_length,
+            max_message_length=self.max_message_length,
+            max_data_bytes=self.max_data_bytes,
+            max_data_depth=self.max_data_depth,
+        )
 
     @cached_property
     def external_database_url(self) -> str | None:

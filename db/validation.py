@@ -5,19 +5,38 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from db.json_text import encode_json
+
 # The legacy contract's field order, used for the shape check and for rendering.
 EVENT_FIELDS = ("component", "data", "email", "environment", "message")
 STRING_FIELDS = ("component", "email", "environment", "message")
 
-# The original service's pattern, kept so that nothing it accepted is refused now. Matched with
-# fullmatch: the original's re.match + `$` also let a trailing newline through.
-EMAIL_PATTERN = re.compile(r"[a-zA-Z0-9_.+-]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+")
+# The original service's pattern and matching (re.match, where `$` also matches before a final
+# newline), kept exactly so that nothing it accepted is refused now.
+EMAIL_PATTERN = re.compile(r"^[a-zA-Z0-9_.+-]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$")
 
-# PostgreSQL refuses deeper documents in some operators and Python's recursion is finite: a cap
-# answered with a clear error beats a 500 halfway through a write.
-MAX_DATA_DEPTH = 64
 
 _REPR_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """How large an event may be; over a limit is a clear error, never a silent truncation."""
+
+    max_component_length: int = 255
+    max_environment_length: int = 255
+    max_email_length: int = 320  # RFC 5321's longest address
+    max_message_length: int = 32_768
+    max_data_bytes: int = 65_536  # `data` encoded as JSON (UTF-8)
+    # Python's recursion and PostgreSQL's jsonb operators both have limits far below what a
+    # body can nest: a cap answered with a clear error beats a 500 halfway through a write.
+    max_data_depth: int = 32
+
+    def max_length(self, field: str) -> int:
+        return getattr(self, f"max_{field}_length")
+
+
+DEFAULT_EVENT_LIMITS = EventLimits()
 
 
 class PayloadShapeError(Exception):
@@ -48,7 +67,7 @@ class NewEvent:
     data: dict[str, Any]
 
 
-def parse_event_payload(payload: object) -> NewEvent:
+def parse_event_payload(payload: object, limits: EventLimits = DEFAULT_EVENT_LIMITS) -> NewEvent:
     """Check a decoded JSON body the way the legacy API did (shape first, then rules)."""
     if not isinstance(payload, dict):
         raise PayloadShapeError({"": f"{_short_repr(payload)} is not of type 'object'"})
@@ -69,14 +88,21 @@ def parse_event_payload(payload: object) -> NewEvent:
         email=payload["email"],
         message=payload["message"],
         data=payload["data"],
+        limits=limits,
     )
 
 
 def validate_event(
-    *, component: str, environment: str, email: str | None, message: str, data: object
+    *,
+    component: str,
+    environment: str,
+    email: str | None,
+    message: str,
+    data: object,
+    limits: EventLimits = DEFAULT_EVENT_LIMITS,
 ) -> NewEvent:
     """Apply the rules in the contract's order; raise InvalidEvent naming the first broken one."""
-    if email is None or not EMAIL_PATTERN.fullmatch(email):
+    if email is None or not EMAIL_PATTERN.match(email):
         raise InvalidEvent("email", "Invalid email address.")
     for field, value in (("component", component), ("environment", environment), ("message", message)):
         if not value.strip():
@@ -88,9 +114,15 @@ def validate_event(
         ("message", message),
     ):
         _check_storable_text(field, value)
+        if len(value) > limits.max_length(field):
+            raise InvalidEvent(
+                field, f"{field.capitalize()} is longer than {limits.max_length(field)} characters."
+            )
     if not isinstance(data, dict):
         raise InvalidEvent("data", "Data must be a JSON object.")
-    _check_storable_json(data, depth=1)
+    _check_storable_json(data, depth=1, max_depth=limits.max_data_depth)
+    if len(encode_json(data).encode()) > limits.max_data_bytes:
+        raise InvalidEvent("data", f"Data is larger than {limits.max_data_bytes} bytes as JSON.")
     return NewEvent(component=component, environment=environment, email=email, message=message, data=data)
 
 
@@ -104,16 +136,16 @@ def _check_storable_text(field: str, value: str) -> None:
         raise InvalidEvent(field, f"{field.capitalize()} is not valid Unicode text.") from None
 
 
-def _check_storable_json(value: object, depth: int) -> None:
-    if depth > MAX_DATA_DEPTH:
-        raise InvalidEvent("data", f"Data is nested deeper than {MAX_DATA_DEPTH} levels.")
+def _check_storable_json(value: object, depth: int, max_depth: int) -> None:
+    if depth > max_depth:
+        raise InvalidEvent("data", f"Data is nested deeper than {max_depth} levels.")
     if isinstance(value, dict):
         for key, item in value.items():
             _check_storable_text("data", key)
-            _check_storable_json(item, depth + 1)
+            _check_storable_json(item, depth + 1, max_depth)
     elif isinstance(value, list):
         for item in value:
-            _check_storable_json(item, depth + 1)
+            _check_storable_json(item, depth + 1, max_depth)
     elif isinstance(value, str):
         _check_storable_text("data", value)
     elif isinstance(value, float) and not math.isfinite(value):

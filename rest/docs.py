@@ -1,16 +1,20 @@
-"""Interactive API docs that render with no internet: Swagger UI assets from the swagger-ui-bundle package."""
+"""Interactive API docs that render with no internet: Swagger UI assets from the fastapi-offline package."""
+
+from importlib.resources import files
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 from rest.responses import json_response
 
 DOCS_PATH = "/api/docs"
 ASSETS_PATH = "/api/docs/assets"
 OPENAPI_PATH = "/api/openapi.json"
+# Swagger UI 5, which reads the OpenAPI 3.1 documents FastAPI writes (swagger-ui-bundle's 4.15
+# answered them with "Unable to render this definition").
+SWAGGER_UI_ASSETS = files("fastapi_offline") / "static"
 
 router = APIRouter(include_in_schema=False)
 
@@ -23,7 +27,7 @@ async def docs_page() -> HTMLResponse:
         title="activity-service REST API",
         swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
         swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
-        swagger_favicon_url=f"{ASSETS_PATH}/favicon-32x32.png",
+        swagger_favicon_url=f"{ASSETS_PATH}/favicon.png",
     )
 
 
@@ -43,4 +47,4 @@ async def swagger_json(request: Request) -> Response:
 def mount_docs(app: FastAPI) -> None:
     """Add the docs routes and the static Swagger UI assets to `app`."""
     app.include_router(router)
-    app.mount(ASSETS_PATH, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui-assets")
+    app.mount(ASSETS_PATH, StaticFiles(directory=str(SWAGGER_UI_ASSETS)), name="swagger-ui-assets")

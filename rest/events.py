@@ -139,10 +139,13 @@ async def read_event(request: Request, event_id: Annotated[str, Path()]) -> Resp
 
 
 def _decode_json_body(body: bytes, request: Request) -> object:
-    """The body as Flask's `request.json` saw it: None unless it is declared JSON and non-empty."""
+    """The body as Flask's `request.json` saw it: None unless it is declared JSON.
+
+    Declared JSON but empty is malformed JSON, as it was for Flask (json.loads of nothing fails).
+    """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     is_json = content_type == "application/json" or content_type.endswith("+json")
-    if not is_json or not body.strip():
+    if not is_json:
         return None
     try:
         return json.loads(body, parse_constant=_reject_constant)

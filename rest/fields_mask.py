@@ -5,7 +5,8 @@ import re
 # A parsed mask: field name -> nested mask, or None for "the whole value".
 FieldsMask = dict[str, "FieldsMask | None"]
 
-_TOKEN = re.compile(r"\s*([{},*]|[^\s{},*]+)")
+# flask-restplus's lexer: characters outside it are ignored, as they were by the original.
+_TOKEN = re.compile(r"\{|\}|,|[\w:\-*]+")
 ALL_FIELDS = "*"
 
 
@@ -14,41 +15,40 @@ class MaskParseError(ValueError):
 
 
 def parse_fields_mask(header: str) -> FieldsMask:
-    """Parse `a,b{c,d},*` into {"a": None, "b": {"c": None, "d": None}, "*": None}."""
-    tokens = [match.group(1) for match in _TOKEN.finditer(header)]
-    mask, position = _parse_fields(tokens, 0)
-    if position != len(tokens):
-        raise MaskParseError(f"Unexpected '{tokens[position]}'")
-    return mask
+    """Parse `{a,b{c,d},*}` (outer braces optional) into {"a": None, "b": {"c": None, "d": None}, "*": None}.
 
-
-def _parse_fields(tokens: list[str], position: int) -> tuple[FieldsMask, int]:
-    mask: FieldsMask = {}
-    expect_name = True
-    while position < len(tokens):
-        token = tokens[position]
-        if token == "}":
-            break
-        if token == ",":
-            if expect_name:
-                raise MaskParseError("Unexpected ','")
-            expect_name = True
-            position += 1
-            continue
+    The grammar and the error texts (its "coma" too) are flask-restplus's `Mask.parse`, which
+    clients of the original were answered by.
+    """
+    text = header.replace("\n", "").strip()
+    if text.startswith("{"):
+        if not text.endswith("}"):
+            raise MaskParseError("Missing closing bracket")
+        text = text[1:-1]
+    fields: FieldsMask = {}
+    outer: list[FieldsMask] = []
+    previous: str | None = None
+    for token in _TOKEN.findall(text):
         if token == "{":
-            raise MaskParseError("Unexpected '{' without a field name before it")
-        if not expect_name:
-            raise MaskParseError(f"Missing ',' before '{token}'")
-        position += 1
-        nested: FieldsMask | None = None
-        if position < len(tokens) and tokens[position] == "{":
-            nested, position = _parse_fields(tokens, position + 1)
-            if position >= len(tokens) or tokens[position] != "}":
-                raise MaskParseError("Missing '}'")
-            position += 1
-        mask[token] = nested
-        expect_name = False
-    return mask, position
+            if previous is None or previous not in fields:
+                raise MaskParseError("Unexpected opening bracket")
+            nested: FieldsMask = {}
+            fields[previous] = nested
+            outer.append(fields)
+            fields = nested
+        elif token == "}":
+            if not outer:
+                raise MaskParseError("Unexpected closing bracket")
+            fields = outer.pop()
+        elif token == ",":
+            if previous in (",", "{", None):
+                raise MaskParseError("Unexpected coma")
+        else:
+            fields[token] = None
+        previous = token
+    if outer:
+        raise MaskParseError("Missing closing bracket")
+    return fields
 
 
 def apply_fields_mask(value: dict[str, object], mask: FieldsMask) -> dict[str, object]:

@@ -4,11 +4,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -56,26 +57,30 @@ def service_env(**overrides: str) -> dict[str, str]:
 def running_service(
     env: Mapping[str, str], *args: str, port: int | None = None, startup_timeout_s: float = 60
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`activity-service serve` in a subprocess; yields (base URL, process); stops it at the end."""
+    """`activity-service serve` in a subprocess; yields (base URL, process); stops it at the end.
+
+    Its output goes to a temporary file, not a pipe: nobody reads a pipe while the tests run, and
+    a full one (about 64 KiB of log lines) would block the server.
+    """
     port = port or free_port()
     command = [sys.executable, "-m", "api.cli", "serve", "--port", str(port), *args]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(base_url, process, startup_timeout_s)
-        yield base_url, process
-    finally:
-        stop_process(process)
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=dict(env), stdout=output, stderr=subprocess.STDOUT)
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_healthy(base_url, process, startup_timeout_s, output)
+            yield base_url, process
+        finally:
+            stop_process(process)
 
 
-def wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+def wait_until_healthy(
+    base_url: str, process: subprocess.Popen[bytes], timeout_s: float, output: IO[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-            raise RuntimeError(f"service exited with {process.returncode}:\n{output}")
+            raise RuntimeError(f"service exited with {process.returncode}:\n{_read(output)}")
         try:
             if httpx.get(f"{base_url}/api/health", timeout=1).status_code == 200:
                 return
@@ -83,7 +88,14 @@ def wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], timeout_
             pass
         time.sleep(0.1)
     stop_process(process)
-    raise RuntimeError(f"service at {base_url} did not become healthy in {timeout_s} s")
+    raise RuntimeError(f"service at {base_url} did not become healthy in {timeout_s} s:\n{_read(output)}")
+
+
+def _read(output: IO[bytes] | None) -> str:
+    if output is None:
+        return ""
+    output.seek(0)
+    return output.read().decode(errors="replace")
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20) -> int:
