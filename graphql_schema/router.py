@@ -36,4 +36,6 @@ def graphql_router(settings: Settings) -> EventsGraphQLRouter:
         path=GRAPHQL_PATH,
         context_getter=get_context,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        # Browser websockets from other origins are refused unless CORS allows that origin too.
+        allowed_origins=settings.cors_allowed_origins,
     )

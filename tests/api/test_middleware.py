@@ -1,6 +1,9 @@
 """Request ids, the body size limit and CORS, through the whole app."""
 
+import logging
+
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
@@ -28,6 +31,7 @@ async def test_a_request_id_that_could_forge_log_lines_is_replaced(client: httpx
 async def _limited_app_client(app: FastAPI, settings: Settings, limit: int) -> httpx.AsyncClient:
     limited = create_app(settings.model_copy(update={"max_request_body_bytes": limit}))
     limited.state.database = app.state.database  # the session's pool; no second lifespan needed
+    limited.state.event_writer = app.state.event_writer
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=limited), base_url="http://testserver")
 
 
@@ -87,3 +91,27 @@ async def test_cors_allows_only_the_configured_origins(app: FastAPI, settings: S
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_one_log_line_per_request_without_keys_bodies_or_query_strings(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret_key = "ak_0123456789ab_TopSecretKeyMaterial"
+    with caplog.at_level(logging.DEBUG):
+        await client.post(
+            "/api/events/",
+            json=valid_event(message="the-body-secret", email="body-secret@example.com"),
+            headers={"Authorization": f"Bearer {secret_key}", "X-Request-ID": "req-1"},
+        )
+        await client.get("/api/events/?email=query-secret@example.com", headers={"X-API-Key": secret_key})
+        await client.post("/api/events/", json=valid_event(email="not-an-email-secret"))
+    access = [record for record in caplog.records if record.name == "api.access"]
+    assert len(access) == 3
+    assert "method=POST path=/api/events/ status=201" in access[0].getMessage()
+    assert "request_id=req-1" in access[0].getMessage()
+    # The service's records only: the test's own httpx client logs its request URLs.
+    server_records = [record for record in caplog.records if not record.name.startswith("httpx")]
+    everything = "\n".join(record.getMessage() for record in server_records)
+    for secret in ("TopSecretKeyMaterial", "the-body-secret", "body-secret@", "query-secret", "not-an-email"):
+        assert secret not in everything
+    assert not any(record.exc_info for record in server_records)
