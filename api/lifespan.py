@@ -1,6 +1,7 @@
 """Startup and shutdown: embedded server (when none is configured), migrations, pool, live feed."""
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -49,4 +50,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources.push_async_callback(event_hub.stop)
         app.state.event_hub = event_hub
         app.state.key_verifier = KeyVerifier(database, settings.api_key_cache_s)
+        # Everything made at startup (imports, schema, pool) lives as long as the process: move it
+        # out of the collector's reach, so full collections stay short while requests run (a
+        # 100k-event stream otherwise saw ~60 ms pauses walking ~130k startup objects).
+        gc.collect()
+        gc.freeze()
         yield
