@@ -8,7 +8,7 @@ from api.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
 from api.settings import Settings
 from graphql_schema.graphiql import mount_graphiql_assets
 from graphql_schema.router import graphql_router
-from rest import docs, events, health
+from rest import batch, docs, events, health
 from rest.errors import install_error_handlers
 
 
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestLogMiddleware)
     app.include_router(health.router)
     app.include_router(events.router)
+    app.include_router(batch.router)
     app.include_router(graphql_router(settings))
     docs.mount_docs(app)
     mount_graphiql_assets(app)

@@ -49,6 +49,16 @@ class Settings(BaseSettings):
     subscription_queue_size: int = Field(default=1_000, ge=1)
     # Most events one recordEvents call (or one batch request) may carry; all-or-nothing.
     max_batch_events: int = Field(default=1_000, ge=1)
+    # Group commit (db.group_commit): concurrent single-event writes share one INSERT and COMMIT.
+    # A batch holds at most this many events and waits at most this long for companions (only
+    # when other writes are in flight; a lone write goes at once). 1 or 0 turns batching off.
+    # Measured (2 workers, wrk, embedded PostgreSQL 16): the insert costs ~66 µs a row at 16 rows,
+    # ~33 µs at 256 and no less beyond, so 256 bounds a batch's statement at ~9 ms without giving
+    # up throughput. Server+database CPU per write at 16 clients: 1.05 ms unbatched, 0.61 ms with
+    # no window, 0.50 ms with 2 ms, 0.53 ms with 5 ms (5 ms only adds latency); at 64 clients
+    # every window gave ~0.43 ms. A lone client's p50 stayed ~1.1 ms either way.
+    group_commit_max_rows: int = Field(default=256, ge=1)
+    group_commit_max_wait_ms: float = Field(default=2.0, ge=0)
 
     # How long `serve`/`migrate` wait for an external database that is not up yet.
     startup_wait_s: float = Field(default=30.0, ge=0)

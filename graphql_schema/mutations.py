@@ -2,7 +2,8 @@
 
 import strawberry
 
-from db.repository import insert_event, insert_events
+from db.group_commit import GroupCommitter
+from db.repository import insert_events
 from db.validation import InvalidEvent, NewEvent
 from graphql_schema.auth import CanWriteEvents
 from graphql_schema.context import Context
@@ -30,9 +31,9 @@ class Mutation:
             new_event = input.to_new_event()
         except InvalidEvent as error:
             raise invalid_event_error(error) from None
-        async with info.context.database.transaction() as connection:
-            record = await insert_event(connection, new_event)
-        # Returned after the transaction block: the event is committed when the client sees it.
+        # Concurrent writes share a commit (db.group_commit); this returns once it has committed.
+        writer: GroupCommitter = info.context.request.app.state.event_writer
+        record = await writer.record(new_event)
         return event_from_record(record)
 
     @strawberry.mutation(permission_classes=[CanWriteEvents], description=RECORD_EVENTS_DESCRIPTION)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from db.filters import EventFilter
-from db.repository import get_event, insert_event, stream_events
+from db.repository import get_event, stream_events
 from db.validation import EVENT_FIELDS, parse_event_payload
 from rest.auth import require_event_scope
 from rest.errors import MalformedBody
@@ -68,8 +68,8 @@ async def record_event(request: Request, x_fields: XFieldsHeader = None) -> Resp
     """Record one event; answered once it is committed."""
     mask = parse_fields_mask(x_fields) if x_fields else None
     event = parse_event_payload(_decode_json_body(await request.body(), request))
-    async with database(request).transaction() as connection:
-        record = await insert_event(connection, event)
+    # Concurrent writes share a commit (db.group_commit); answered once this event's is done.
+    record = await request.app.state.event_writer.record(event)
     if mask is not None:
         return json_response(apply_fields_mask(event_dict(record), mask), 201)
     return json_response(event_json(record), 201)

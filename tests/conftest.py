@@ -151,6 +151,7 @@ async def auth_client(app: FastAPI, settings: Settings) -> AsyncIterator[httpx.A
     guarded = create_app(settings.model_copy(update={"auth_required": True}))
     guarded.state.database = app.state.database
     guarded.state.key_verifier = KeyVerifier(app.state.database, cache_s=0)
+    guarded.state.event_writer = app.state.event_writer
     transport = httpx.ASGITransport(app=guarded)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http

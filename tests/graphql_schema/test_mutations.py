@@ -54,7 +54,7 @@ INVALID_INPUTS = [
     ({"email": "not-an-email"}, "email", "Invalid email address."),
     ({"email": ""}, "email", "Invalid email address."),
     ({"email": "ade@example"}, "email", "Invalid email address."),
-    ({"email": "ade@example.com\n"}, "email", "Invalid email address."),
+    ({"email": "ade@example.com\nmore"}, "email", "Invalid email address."),
     ({"component": ""}, "component", "Component can not be empty."),
     ({"component": " \t\n"}, "component", "Component can not be empty."),
     ({"environment": ""}, "environment", "Environment can not be empty."),

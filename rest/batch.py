@@ -1,0 +1,248 @@
+"""POST /api/events/batch: many events in one request, all recorded or none."""
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from api.settings import Settings
+from db.repository import insert_events
+from db.validation import EVENT_FIELDS, InvalidEvent, NewEvent, PayloadShapeError, parse_event_payload
+from rest.auth import require_event_scope
+from rest.errors import MalformedBody
+from rest.rendering import event_json
+from rest.responses import database, json_response, message_response
+
+router = APIRouter(tags=["events"], dependencies=[Depends(require_event_scope)])
+
+NDJSON = "application/x-ndjson"
+VALIDATION_FAILED = "Input payload validation failed"
+
+BATCH_DESCRIPTION = f"""
+Record up to the server's `max_batch_events` (1000 by default) events in one transaction: either
+every event is stored, or none is. A `201` means all of them are committed.
+
+**Body**: a JSON array of events (`Content-Type: application/json`), or NDJSON
+(`Content-Type: {NDJSON}`: one event object per line; blank lines are ignored). Each event is
+what `POST /api/events/` takes, checked by the same rules.
+
+**201**: `{{"events": [EVENT, ...]}}`, the stored events in input order, each as
+`POST /api/events/` returns it. With `?return=minimal`: `{{"count": N, "ids": [ID, ...]}}`, ids in
+input order. An empty batch (`[]`, or NDJSON with no event lines) records nothing and answers
+`201` with zero events.
+
+**400** when any event is invalid: nothing is written, and every invalid event is reported (not
+only the first), in the shape `POST /api/events/` uses for shape errors, each key prefixed with the
+event's index (0-based, counting events, not blank lines):
+
+```json
+{{"message": "{VALIDATION_FAILED}",
+ "errors": {{"0.data": "'data' is a required property",
+            "3.email": "Invalid email address.",
+            "5": "42 is not of type 'object'",
+            "7": "Line 9 is not valid JSON."}},
+ "indexes": [0, 3, 5, 7]}}
+```
+
+`"<index>.<field>"` names a field: a missing or mistyped field (the shape check) or a broken rule
+(the text is the reason `POST /api/events/` gives after "Failed with "). `"<index>"` alone means
+the item as a whole is not an event object (or, in NDJSON, not JSON). `indexes` lists the invalid
+events in order. A body that is not an array answers with the key `""`
+(`{{"errors": {{"": "{{'a': 1}} is not of type 'array'"}}, ...}}`); malformed JSON in an array body
+answers `{{"message": "The browser (or proxy) sent a request that this server could not
+understand."}}`.
+
+**413** when the batch holds more than `max_batch_events` events (or the body is over the size
+limit): `{{"message": ...}}`, nothing written.
+"""
+
+_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": list(EVENT_FIELDS),
+    "properties": {
+        "component": {"type": "string"},
+        "data": {"type": "object"},
+        "email": {"type": "string"},
+        "environment": {"type": "string"},
+        "message": {"type": "string"},
+    },
+}
+_STORED_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        **_EVENT_SCHEMA["properties"],
+        "id": {"type": "string", "format": "uuid"},
+        "created_at": {"type": "string"},
+    },
+}
+_MESSAGE_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"message": {"type": "string"}}}
+_INVALID_BATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "message": {"type": "string"},
+        "errors": {"type": "object", "additionalProperties": {"type": "string"}},
+        "indexes": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+
+
+class ReturnShape(StrEnum):
+    representation = "representation"
+    minimal = "minimal"
+
+
+class BatchTooLarge(Exception):
+    """More events than one request may carry."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    """An NDJSON line that is not JSON: reported under its index with the other invalid items."""
+
+    line_number: int
+
+
+@router.post(
+    "/api/events/batch",
+    status_code=201,
+    summary="Record a batch of events",
+    description=BATCH_DESCRIPTION,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "array", "items": _EVENT_SCHEMA}},
+                NDJSON: {"schema": {"type": "string", "description": "One event object per line"}},
+            },
+        }
+    },
+    responses={
+        201: {
+            "description": "Every event, committed",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {
+                                "type": "object",
+                                "properties": {"events": {"type": "array", "items": _STORED_EVENT_SCHEMA}},
+                            },
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "count": {"type": "integer"},
+                                    "ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+                                },
+                            },
+                        ]
+                    }
+                }
+            },
+        },
+        400: {
+            "description": "Invalid events (all reported), nothing written",
+            "content": {"application/json": {"schema": _INVALID_BATCH_SCHEMA}},
+        },
+        413: {
+            "description": "Too many events, nothing written",
+            "content": {"application/json": {"schema": _MESSAGE_SCHEMA}},
+        },
+    },
+)
+async def record_event_batch(
+    request: Request,
+    return_shape: Annotated[
+        ReturnShape,
+        Query(alias="return", description="`minimal`: answer only the count and the ids"),
+    ] = ReturnShape.representation,
+) -> Response:
+    """Record every event of the body in one transaction, or none if any is invalid."""
+    settings: Settings = request.app.state.settings
+    limit = settings.max_batch_events
+    body = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == NDJSON:
+            items = _ndjson_items(body, limit)
+        else:
+            items = _json_array_items(body, content_type, limit)
+    except BatchTooLarge as error:
+        return message_response(str(error), 413)
+    events, errors = _validate(items, settings)
+    if errors:
+        indexes = sorted({int(key.split(".")[0]) for key in errors})
+        return json_response({"message": VALIDATION_FAILED, "errors": errors, "indexes": indexes}, 400)
+    # One statement for the whole batch (unnest arrays); measured as fast as COPY into a temp
+    # table for 1,000 events, without a temp table's catalog churn on every request.
+    async with database(request).transaction() as connection:
+        records = await insert_events(connection, events)
+    if return_shape is ReturnShape.minimal:
+        return json_response({"count": len(records), "ids": [str(record["id"]) for record in records]}, 201)
+    return json_response(b'{"events":[' + b",".join(event_json(record) for record in records) + b"]}", 201)
+
+
+def _json_array_items(body: bytes, content_type: str, limit: int) -> list[object]:
+    """The array a JSON body holds; a body not declared JSON counts as none, as on POST /api/events/."""
+    is_json = content_type == "application/json" or content_type.endswith("+json")
+    payload = _loads(body) if is_json else None
+    if not isinstance(payload, list):
+        raise PayloadShapeError({"": f"{_short_repr(payload)} is not of type 'array'"})
+    _check_size(len(payload), limit)
+    return payload
+
+
+def _ndjson_items(body: bytes, limit: int) -> list[object]:
+    """One item per non-blank line; a line that is not JSON becomes an _Undecodable item."""
+    lines = [(number, line) for number, line in enumerate(body.split(b"\n"), start=1) if line.strip()]
+    _check_size(len(lines), limit)  # before decoding anything
+    items: list[object] = []
+    for number, line in lines:
+        try:
+            items.append(_loads(line))
+        except MalformedBody:
+            items.append(_Undecodable(number))
+    return items
+
+
+def _check_size(count: int, limit: int) -> None:
+    if count > limit:
+        raise BatchTooLarge(f"A batch may hold at most {limit} events; this one holds {count}.")
+
+
+def _validate(items: list[object], settings: Settings) -> tuple[list[NewEvent], dict[str, str]]:
+    """The events, or every problem keyed `<index>.<field>` (`<index>` for the item as a whole)."""
+    limits = settings.event_limits
+    events: list[NewEvent] = []
+    errors: dict[str, str] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, _Undecodable):
+            errors[str(index)] = f"Line {item.line_number} is not valid JSON."
+            continue
+        try:
+            events.append(parse_event_payload(item, limits))
+        except PayloadShapeError as error:
+            for field, text in error.errors.items():
+                errors[f"{index}.{field}" if field else str(index)] = text
+        except InvalidEvent as error:
+            errors[f"{index}.{error.field}"] = error.reason
+    return events, errors
+
+
+def _loads(text: bytes) -> object:
+    # The same decoding as POST /api/events/: NaN/Infinity are not JSON, absurd nesting is malformed.
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise MalformedBody() from None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _short_repr(value: object, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
