@@ -1,6 +1,5 @@
 """One typed settings object, read from the environment and an optional `.env` file."""
 
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -105,7 +104,8 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @cached_property
+    # Plain properties, not cached: model_copy(update=...) would carry a stale cached value over.
+    @property
     def event_limits(self) -> EventLimits:
         """The event size limits, as the validation rules take them."""
         return EventLimits(
@@ -117,7 +117,7 @@ class Settings(BaseSettings):
             max_data_depth=self.max_data_depth,
         )
 
-    @cached_property
+    @property
     def external_database_url(self) -> str | None:
         """The configured server as a plain libpq URL, or None when the embedded one is wanted."""
         if self.database_url:

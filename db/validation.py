@@ -70,7 +70,7 @@ class NewEvent:
 def parse_event_payload(payload: object, limits: EventLimits = DEFAULT_EVENT_LIMITS) -> NewEvent:
     """Check a decoded JSON body the way the legacy API did (shape first, then rules)."""
     if not isinstance(payload, dict):
-        raise PayloadShapeError({"": f"{_short_repr(payload)} is not of type 'object'"})
+        raise PayloadShapeError({"": f"{short_repr(payload)} is not of type 'object'"})
     errors: dict[str, str] = {}
     for field in EVENT_FIELDS:
         if field not in payload:
@@ -79,7 +79,7 @@ def parse_event_payload(payload: object, limits: EventLimits = DEFAULT_EVENT_LIM
         value = payload[field]
         expected, python_type = ("object", dict) if field == "data" else ("string", str)
         if not isinstance(value, python_type):
-            errors[field] = f"{_short_repr(value)} is not of type '{expected}'"
+            errors[field] = f"{short_repr(value)} is not of type '{expected}'"
     if errors:
         raise PayloadShapeError(errors)
     return validate_event(
@@ -152,6 +152,7 @@ def _check_storable_json(value: object, depth: int, max_depth: int) -> None:
         raise InvalidEvent("data", "Data can not contain NaN or Infinity.")
 
 
-def _short_repr(value: object) -> str:
+def short_repr(value: object) -> str:
+    """repr() of a client value for an error message, cut to a readable length."""
     text = repr(value)
     return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."

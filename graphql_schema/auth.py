@@ -37,11 +37,12 @@ class _RequireScope(BasePermission):
             return True
         verifier = context.request.app.state.key_verifier  # type: ignore[union-attr]
         try:
-            await verifier.authorize(presented_key(context), self.scope)
+            key = await verifier.authorize(presented_key(context), self.scope)
         except NotAuthenticated as error:
             raise GraphQLError(str(error), extensions={"code": UNAUTHENTICATED}) from None
         except NotPermitted as error:
             raise GraphQLError(str(error), extensions={"code": FORBIDDEN}) from None
+        context.api_key_id = key.id  # idempotency keys are scoped to the API key
         return True
 
 

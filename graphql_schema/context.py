@@ -1,10 +1,13 @@
 """The per-request GraphQL context: the database, the settings and fresh DataLoaders."""
 
+from datetime import timedelta
+
 from fastapi.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
 from api.settings import Settings
 from db.engine import Database
+from db.writes import KeyScope
 from graphql_schema.loaders import Loaders
 
 
@@ -20,6 +23,12 @@ class Context(BaseContext):
         self.database = database
         self.settings = settings
         self.loaders = Loaders(database)
+        # Set by the permission check when a key was required and presented ("" otherwise).
+        self.api_key_id = ""
+
+    def key_scope(self) -> KeyScope:
+        """Whose idempotency keys this request's are, and for how long they hold."""
+        return KeyScope(owner=self.api_key_id, window=timedelta(hours=self.settings.idempotency_window_hours))
 
     def renew_loaders(self) -> None:
         """Drop every cached load (for long-lived contexts such as subscriptions)."""

@@ -7,6 +7,7 @@ from graphql import GraphQLError
 from db.engine import DatabaseUnavailable
 from db.event_subscription import SubscriberTooSlow, SubscriptionEnded
 from db.filters import InvalidFilter
+from db.idempotency import IdempotencyKeyReused, InvalidIdempotencyKey
 from db.validation import InvalidEvent
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ def client_error(error: GraphQLError) -> GraphQLError:
         return error
     if isinstance(original, InvalidEvent):
         return _replace(error, original.reason, {"code": BAD_USER_INPUT, "field": original.field})
+    if isinstance(original, InvalidIdempotencyKey | IdempotencyKeyReused):
+        return _replace(error, str(original), {"code": BAD_USER_INPUT, "field": "idempotencyKey"})
     if isinstance(original, InvalidFilter):
         field = f"filter.{_camel_case(original.field)}"
         return _replace(error, original.reason, {"code": BAD_USER_INPUT, "field": field})
@@ -70,7 +73,9 @@ def log_server_errors(errors: list[GraphQLError]) -> None:
     """Log what is the server's problem; the client's own mistakes are not worth a log line."""
     for error in errors:
         original = error.original_error
-        if _is_client_safe(error) or isinstance(original, InvalidEvent | InvalidFilter):
+        if _is_client_safe(error) or isinstance(
+            original, InvalidEvent | InvalidFilter | InvalidIdempotencyKey | IdempotencyKeyReused
+        ):
             continue
         if isinstance(original, DatabaseUnavailable):
             log.warning("database unavailable during GraphQL operation at %s: %s", error.path, original)

@@ -7,7 +7,8 @@ import strawberry
 from strawberry.scalars import JSON
 
 from db import filters
-from db.validation import NewEvent, validate_event
+from db.idempotency import check_idempotency_key
+from db.validation import EventLimits, NewEvent, validate_event
 from graphql_schema.errors import BadUserInput
 
 
@@ -80,8 +81,16 @@ class RecordEventInput:
     email: str = strawberry.field(description="A valid email address.")
     message: str = strawberry.field(description="Not empty or blank.")
     data: JSON = strawberry.field(description="A JSON object (not a list, string or number).")
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Optional, 1 to 255 visible ASCII characters. A retry with the same key and the same "
+            "event returns the event the first attempt recorded (same id) and writes nothing; the "
+            "same key with another event is a BAD_USER_INPUT error."
+        ),
+    )
 
-    def to_new_event(self) -> NewEvent:
+    def to_new_event(self, limits: EventLimits) -> NewEvent:
         """Validated by the one rule set both doors share; raises db.validation.InvalidEvent."""
         return validate_event(
             component=self.component,
@@ -89,4 +98,9 @@ class RecordEventInput:
             email=self.email,
             message=self.message,
             data=self.data,
+            limits=limits,
         )
+
+    def checked_idempotency_key(self) -> str | None:
+        """The key, if any, checked (raises db.idempotency.InvalidIdempotencyKey)."""
+        return None if self.idempotency_key is None else check_idempotency_key(self.idempotency_key)

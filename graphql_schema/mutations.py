@@ -3,8 +3,9 @@
 import strawberry
 
 from db.group_commit import GroupCommitter
-from db.repository import insert_events
-from db.validation import InvalidEvent, NewEvent
+from db.idempotency import InvalidIdempotencyKey, KeyedEvent
+from db.validation import InvalidEvent
+from db.writes import record_many, record_one
 from graphql_schema.auth import CanWriteEvents
 from graphql_schema.context import Context
 from graphql_schema.errors import BadUserInput, invalid_event_error
@@ -26,32 +27,42 @@ class Mutation:
         description="Record one event. A rejected input is a BAD_USER_INPUT error naming its `field`.",
     )
     async def record_event(self, info: strawberry.Info[Context, None], input: RecordEventInput) -> Event:
-        """Validate, store and return one event."""
+        """Validate, store and return one event (or the one its idempotency key recorded)."""
+        context = info.context
         try:
-            new_event = input.to_new_event()
+            new_event = input.to_new_event(context.settings.event_limits)
         except InvalidEvent as error:
             raise invalid_event_error(error) from None
-        # Concurrent writes share a commit (db.group_commit); this returns once it has committed.
-        writer: GroupCommitter = info.context.request.app.state.event_writer
-        record = await writer.record(new_event)
-        return event_from_record(record)
+        writer: GroupCommitter = context.request.app.state.event_writer
+        result = await record_one(
+            writer,
+            context.database,
+            new_event,
+            key=input.checked_idempotency_key(),
+            scope=context.key_scope(),
+        )
+        # record_one returns after the commit: the client never sees an event that could vanish.
+        return event_from_record(result.record)
 
     @strawberry.mutation(permission_classes=[CanWriteEvents], description=RECORD_EVENTS_DESCRIPTION)
     async def record_events(
         self, info: strawberry.Info[Context, None], inputs: list[RecordEventInput]
     ) -> list[Event]:
-        """Validate every input first, then store them all in one statement."""
-        limit = info.context.settings.max_batch_events
+        """Validate every input first, then store them all in one transaction."""
+        context = info.context
+        limit = context.settings.max_batch_events
         if len(inputs) > limit:
             raise BadUserInput(
                 f"`inputs` holds {len(inputs)} events; at most {limit} per call.", field="inputs"
             )
-        new_events: list[NewEvent] = []
+        items: list[KeyedEvent] = []
         for index, event_input in enumerate(inputs):
             try:
-                new_events.append(event_input.to_new_event())
+                new_event = event_input.to_new_event(context.settings.event_limits)
+                items.append(KeyedEvent(new_event, event_input.checked_idempotency_key()))
             except InvalidEvent as error:
                 raise invalid_event_error(error, index=index) from None
-        async with info.context.database.transaction() as connection:
-            records = await insert_events(connection, new_events)
-        return [event_from_record(record) for record in records]
+            except InvalidIdempotencyKey as error:
+                raise BadUserInput(str(error), field="idempotencyKey", index=index) from None
+        results = await record_many(context.database, items, scope=context.key_scope())
+        return [event_from_record(result.record) for result in results]

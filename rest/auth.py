@@ -20,8 +20,14 @@ async def require_event_scope(
     _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     _api_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> None:
-    """Reads need `events:read`, writes `events:write`, when AUTH_REQUIRED is on."""
+    """Reads need `events:read`, writes `events:write`, when AUTH_REQUIRED is on.
+
+    The key's id is kept on `request.state.api_key_id` ("" without auth): idempotency keys are
+    scoped to it.
+    """
+    request.state.api_key_id = ""
     if not request.app.state.settings.auth_required:
         return
     scope = _SCOPE_BY_METHOD.get(request.method, EVENTS_WRITE)
-    await request.app.state.key_verifier.authorize(key_from_headers(request.headers), scope)
+    key = await request.app.state.key_verifier.authorize(key_from_headers(request.headers), scope)
+    request.state.api_key_id = key.id

@@ -1,6 +1,5 @@
 """POST /api/events/batch: many events in one request, all recorded or none."""
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -9,16 +8,29 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from api.settings import Settings
-from db.repository import insert_events
-from db.validation import EVENT_FIELDS, InvalidEvent, NewEvent, PayloadShapeError, parse_event_payload
+from db.idempotency import InvalidIdempotencyKey, KeyedEvent, check_idempotency_key
+from db.validation import InvalidEvent, PayloadShapeError, parse_event_payload, short_repr
+from db.writes import record_many
 from rest.auth import require_event_scope
+from rest.bodies import content_type_of, is_json, loads_json
 from rest.errors import MalformedBody
+from rest.idempotency import key_scope
+from rest.openapi_schemas import EVENT_SCHEMA, MESSAGE_SCHEMA, STORED_EVENT_SCHEMA
 from rest.rendering import event_json
 from rest.responses import database, json_response, message_response
 
 router = APIRouter(tags=["events"], dependencies=[Depends(require_event_scope)])
 
 NDJSON = "application/x-ndjson"
+IDEMPOTENCY_KEY_FIELD = "idempotency_key"
+# A batch item is an event plus, optionally, its own idempotency key.
+BATCH_ITEM_SCHEMA: dict[str, Any] = {
+    **EVENT_SCHEMA,
+    "properties": {
+        **EVENT_SCHEMA["properties"],
+        IDEMPOTENCY_KEY_FIELD: {"type": "string", "description": "Optional: this event's idempotency key"},
+    },
+}
 VALIDATION_FAILED = "Input payload validation failed"
 
 BATCH_DESCRIPTION = f"""
@@ -55,30 +67,15 @@ events in order. A body that is not an array answers with the key `""`
 answers `{{"message": "The browser (or proxy) sent a request that this server could not
 understand."}}`.
 
+**Idempotent retries**: an item may carry an optional `"idempotency_key"` (1 to 255 visible ASCII
+characters). A retried batch then records only the items whose keys are new; an item whose key was
+used with the same event returns that first event (same id); with a different event, the whole
+batch is refused with `422` and nothing is written.
+
 **413** when the batch holds more than `max_batch_events` events (or the body is over the size
 limit): `{{"message": ...}}`, nothing written.
 """
 
-_EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": list(EVENT_FIELDS),
-    "properties": {
-        "component": {"type": "string"},
-        "data": {"type": "object"},
-        "email": {"type": "string"},
-        "environment": {"type": "string"},
-        "message": {"type": "string"},
-    },
-}
-_STORED_EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        **_EVENT_SCHEMA["properties"],
-        "id": {"type": "string", "format": "uuid"},
-        "created_at": {"type": "string"},
-    },
-}
-_MESSAGE_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"message": {"type": "string"}}}
 _INVALID_BATCH_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -114,7 +111,7 @@ class _Undecodable:
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"type": "array", "items": _EVENT_SCHEMA}},
+                "application/json": {"schema": {"type": "array", "items": BATCH_ITEM_SCHEMA}},
                 NDJSON: {"schema": {"type": "string", "description": "One event object per line"}},
             },
         }
@@ -128,7 +125,7 @@ class _Undecodable:
                         "oneOf": [
                             {
                                 "type": "object",
-                                "properties": {"events": {"type": "array", "items": _STORED_EVENT_SCHEMA}},
+                                "properties": {"events": {"type": "array", "items": STORED_EVENT_SCHEMA}},
                             },
                             {
                                 "type": "object",
@@ -148,7 +145,7 @@ class _Undecodable:
         },
         413: {
             "description": "Too many events, nothing written",
-            "content": {"application/json": {"schema": _MESSAGE_SCHEMA}},
+            "content": {"application/json": {"schema": MESSAGE_SCHEMA}},
         },
     },
 )
@@ -163,7 +160,7 @@ async def record_event_batch(
     settings: Settings = request.app.state.settings
     limit = settings.max_batch_events
     body = await request.body()
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = content_type_of(request)
     try:
         if content_type == NDJSON:
             items = _ndjson_items(body, limit)
@@ -177,8 +174,8 @@ async def record_event_batch(
         return json_response({"message": VALIDATION_FAILED, "errors": errors, "indexes": indexes}, 400)
     # One statement for the whole batch (unnest arrays); measured as fast as COPY into a temp
     # table for 1,000 events, without a temp table's catalog churn on every request.
-    async with database(request).transaction() as connection:
-        records = await insert_events(connection, events)
+    results = await record_many(database(request), events, scope=key_scope(request))
+    records = [result.record for result in results]
     if return_shape is ReturnShape.minimal:
         return json_response({"count": len(records), "ids": [str(record["id"]) for record in records]}, 201)
     return json_response(b'{"events":[' + b",".join(event_json(record) for record in records) + b"]}", 201)
@@ -186,10 +183,9 @@ async def record_event_batch(
 
 def _json_array_items(body: bytes, content_type: str, limit: int) -> list[object]:
     """The array a JSON body holds; a body not declared JSON counts as none, as on POST /api/events/."""
-    is_json = content_type == "application/json" or content_type.endswith("+json")
-    payload = _loads(body) if is_json else None
+    payload = loads_json(body) if is_json(content_type) else None
     if not isinstance(payload, list):
-        raise PayloadShapeError({"": f"{_short_repr(payload)} is not of type 'array'"})
+        raise PayloadShapeError({"": f"{short_repr(payload)} is not of type 'array'"})
     _check_size(len(payload), limit)
     return payload
 
@@ -201,7 +197,7 @@ def _ndjson_items(body: bytes, limit: int) -> list[object]:
     items: list[object] = []
     for number, line in lines:
         try:
-            items.append(_loads(line))
+            items.append(loads_json(line))
         except MalformedBody:
             items.append(_Undecodable(number))
     return items
@@ -212,37 +208,33 @@ def _check_size(count: int, limit: int) -> None:
         raise BatchTooLarge(f"A batch may hold at most {limit} events; this one holds {count}.")
 
 
-def _validate(items: list[object], settings: Settings) -> tuple[list[NewEvent], dict[str, str]]:
+def _validate(items: list[object], settings: Settings) -> tuple[list[KeyedEvent], dict[str, str]]:
     """The events, or every problem keyed `<index>.<field>` (`<index>` for the item as a whole)."""
     limits = settings.event_limits
-    events: list[NewEvent] = []
+    events: list[KeyedEvent] = []
     errors: dict[str, str] = {}
     for index, item in enumerate(items):
         if isinstance(item, _Undecodable):
             errors[str(index)] = f"Line {item.line_number} is not valid JSON."
             continue
         try:
-            events.append(parse_event_payload(item, limits))
+            key = _item_idempotency_key(item)
+            events.append(KeyedEvent(parse_event_payload(item, limits), key))
         except PayloadShapeError as error:
             for field, text in error.errors.items():
                 errors[f"{index}.{field}" if field else str(index)] = text
         except InvalidEvent as error:
             errors[f"{index}.{error.field}"] = error.reason
+        except InvalidIdempotencyKey as error:
+            errors[f"{index}.{IDEMPOTENCY_KEY_FIELD}"] = str(error)
     return events, errors
 
 
-def _loads(text: bytes) -> object:
-    # The same decoding as POST /api/events/: NaN/Infinity are not JSON, absurd nesting is malformed.
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise MalformedBody() from None
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _short_repr(value: object, limit: int = 200) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _item_idempotency_key(item: object) -> str | None:
+    """An item's own `idempotency_key`, if it has one (an optional sixth field, batches only)."""
+    if not isinstance(item, dict) or item.get(IDEMPOTENCY_KEY_FIELD) is None:
+        return None
+    key = item[IDEMPOTENCY_KEY_FIELD]
+    if not isinstance(key, str):
+        raise InvalidIdempotencyKey(f"{short_repr(key)} is not of type 'string'")
+    return check_idempotency_key(key)

@@ -13,6 +13,7 @@ from starlette.routing import Match
 from db.api_keys import NotAuthenticated, NotPermitted
 from db.engine import DatabaseUnavailable
 from db.filters import InvalidFilter
+from db.idempotency import IdempotencyKeyReused, InvalidIdempotencyKey
 from db.validation import InvalidEvent, PayloadShapeError
 from rest.fields_mask import MaskParseError
 from rest.responses import json_response, message_response
@@ -96,6 +97,14 @@ async def _invalid_filter(request: Request, error: Exception) -> Response:
     return message_response(f"Unable to retrieve events - {error.reason}", 400)
 
 
+async def _invalid_idempotency_key(request: Request, error: Exception) -> Response:
+    return message_response(str(error), 400)
+
+
+async def _idempotency_key_reused(request: Request, error: Exception) -> Response:
+    return message_response(str(error), 422)
+
+
 async def _database_unavailable(request: Request, error: Exception) -> Response:
     log.warning("database unavailable: %s", error)
     return message_response(DATABASE_UNAVAILABLE, 503, {"Retry-After": RETRY_AFTER_SECONDS})
@@ -124,6 +133,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MaskParseError, _mask_parse_error)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(InvalidFilter, _invalid_filter)
+    app.add_exception_handler(InvalidIdempotencyKey, _invalid_idempotency_key)
+    app.add_exception_handler(IdempotencyKeyReused, _idempotency_key_reused)
     app.add_exception_handler(NotAuthenticated, _not_authenticated)
     app.add_exception_handler(NotPermitted, _not_permitted)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,6 +1,5 @@
 """The legacy /api/events routes."""
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -12,41 +11,24 @@ from fastapi.responses import Response, StreamingResponse
 
 from db.filters import EventFilter
 from db.repository import get_event, stream_events
-from db.validation import EVENT_FIELDS, parse_event_payload
+from db.validation import parse_event_payload
+from db.writes import record_one
 from rest.auth import require_event_scope
-from rest.errors import MalformedBody
+from rest.bodies import decode_json_body
 from rest.fields_mask import ALL_FIELDS, FieldsMask, apply_fields_mask, parse_fields_mask
 from rest.from_date import InvalidFromDate, parse_from_date
+from rest.idempotency import REPLAYED_HEADERS, IdempotencyKeyHeader, idempotency_key, key_scope
+from rest.openapi_schemas import (
+    EVENT_SCHEMA,
+    MESSAGE_SCHEMA,
+    SHAPE_ERROR_SCHEMA,
+    STORED_EVENT_SCHEMA,
+    json_content,
+)
 from rest.rendering import event_dict, event_json
 from rest.responses import database, json_response, message_response
 
 router = APIRouter(tags=["events"], dependencies=[Depends(require_event_scope)])
-
-_EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": list(EVENT_FIELDS),
-    "properties": {
-        "component": {"type": "string", "example": "order"},
-        "data": {"type": "object", "example": {"age": 20}},
-        "email": {"type": "string", "example": "ade@example.com"},
-        "environment": {"type": "string", "example": "production"},
-        "message": {"type": "string", "example": "order failed"},
-    },
-}
-_STORED_EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        **_EVENT_SCHEMA["properties"],
-        "id": {"type": "string", "format": "uuid"},
-        "created_at": {"type": "string", "example": "1795841501.40572"},
-    },
-}
-_MESSAGE_SCHEMA = {"type": "object", "properties": {"message": {"type": "string"}}}
-
-
-def _json_content(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
 
 XFieldsHeader = Annotated[
     str | None,
@@ -57,32 +39,42 @@ XFieldsHeader = Annotated[
 @router.post(
     "/api/events/",
     status_code=201,
-    openapi_extra={"requestBody": {"required": True, **_json_content(_EVENT_SCHEMA, "An event")}},
+    openapi_extra={"requestBody": {"required": True, **json_content(EVENT_SCHEMA, "An event")}},
     responses={
-        201: _json_content(_STORED_EVENT_SCHEMA, "The stored event"),
-        400: _json_content(_MESSAGE_SCHEMA, "Invalid event"),
+        200: json_content(STORED_EVENT_SCHEMA, "A retry: the event its Idempotency-Key recorded"),
+        201: json_content(STORED_EVENT_SCHEMA, "The stored event"),
+        400: json_content(SHAPE_ERROR_SCHEMA, "Invalid event"),
+        413: json_content(MESSAGE_SCHEMA, "Body too large"),
+        422: json_content(MESSAGE_SCHEMA, "Idempotency-Key already used with another event"),
     },
 )
 @router.post("/api/events", status_code=201, include_in_schema=False)
-async def record_event(request: Request, x_fields: XFieldsHeader = None) -> Response:
+async def record_event(
+    request: Request, x_fields: XFieldsHeader = None, idempotency_key_header: IdempotencyKeyHeader = None
+) -> Response:
     """Record one event; answered once it is committed."""
     mask = parse_fields_mask(x_fields) if x_fields else None
-    event = parse_event_payload(_decode_json_body(await request.body(), request))
-    # Concurrent writes share a commit (db.group_commit); answered once this event's is done.
-    record = await request.app.state.event_writer.record(event)
+    key = idempotency_key(idempotency_key_header)
+    event = parse_event_payload(
+        decode_json_body(await request.body(), request), request.app.state.settings.event_limits
+    )
+    result = await record_one(
+        request.app.state.event_writer, database(request), event, key=key, scope=key_scope(request)
+    )
+    status, headers = (200, REPLAYED_HEADERS) if result.replayed else (201, None)
     if mask is not None:
-        return json_response(apply_fields_mask(event_dict(record), mask), 201)
-    return json_response(event_json(record), 201)
+        return json_response(apply_fields_mask(event_dict(result.record), mask), status, headers)
+    return json_response(event_json(result.record), status, headers)
 
 
 @router.get(
     "/api/events/",
     responses={
-        200: _json_content(
-            {"type": "object", "properties": {"events": {"type": "array", "items": _STORED_EVENT_SCHEMA}}},
+        200: json_content(
+            {"type": "object", "properties": {"events": {"type": "array", "items": STORED_EVENT_SCHEMA}}},
             "Matching events, oldest first",
         ),
-        400: _json_content(_MESSAGE_SCHEMA, "Unparseable from_date"),
+        400: json_content(MESSAGE_SCHEMA, "Unparseable from_date"),
     },
 )
 @router.get("/api/events", include_in_schema=False)
@@ -120,9 +112,9 @@ async def list_events(
 @router.get(
     "/api/events/{event_id}",
     responses={
-        200: _json_content(_STORED_EVENT_SCHEMA, "The event"),
-        400: _json_content(_MESSAGE_SCHEMA, "Not a UUID"),
-        404: _json_content(_MESSAGE_SCHEMA, "No such event"),
+        200: json_content(STORED_EVENT_SCHEMA, "The event"),
+        400: json_content(MESSAGE_SCHEMA, "Not a UUID"),
+        404: json_content(MESSAGE_SCHEMA, "No such event"),
     },
 )
 async def read_event(request: Request, event_id: Annotated[str, Path()]) -> Response:
@@ -136,26 +128,6 @@ async def read_event(request: Request, event_id: Annotated[str, Path()]) -> Resp
     if record is None:
         return message_response(f"Event {parsed_id} not found.", 404)
     return json_response(event_json(record))
-
-
-def _decode_json_body(body: bytes, request: Request) -> object:
-    """The body as Flask's `request.json` saw it: None unless it is declared JSON.
-
-    Declared JSON but empty is malformed JSON, as it was for Flask (json.loads of nothing fails).
-    """
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    is_json = content_type == "application/json" or content_type.endswith("+json")
-    if not is_json:
-        return None
-    try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        # ValueError covers bad UTF-8, bad syntax and NaN/Infinity; RecursionError absurd nesting.
-        raise MalformedBody() from None
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _events_mask(x_fields: str | None) -> FieldsMask | None:

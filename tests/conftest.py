@@ -116,7 +116,7 @@ async def empty_events_table(database_url: str) -> None:
     """Every test starts with no events."""
     connection = await asyncpg.connect(database_url)
     try:
-        await connection.execute("TRUNCATE events")
+        await connection.execute("TRUNCATE events, idempotency_keys")
     finally:
         await connection.close()
 

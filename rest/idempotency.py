@@ -1,0 +1,33 @@
+"""The `Idempotency-Key` header, and whose keys a request's are."""
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Header, Request
+
+from db.idempotency import MAX_KEY_LENGTH, check_idempotency_key
+from db.writes import KeyScope
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description=(
+            f"1 to {MAX_KEY_LENGTH} visible ASCII characters. A retry with the same key and the "
+            "same event returns the first answer (200, header Idempotent-Replayed: true) and "
+            "writes nothing; the same key with another event is a 422."
+        ),
+    ),
+]
+REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
+
+
+def idempotency_key(header: str | None) -> str | None:
+    """The request's key, checked (InvalidIdempotencyKey, a 400, when it is malformed)."""
+    return None if header is None else check_idempotency_key(header)
+
+
+def key_scope(request: Request) -> KeyScope:
+    """Keys belong to the API key that sent them (all to "" while auth is off)."""
+    hours = request.app.state.settings.idempotency_window_hours
+    return KeyScope(owner=getattr(request.state, "api_key_id", ""), window=timedelta(hours=hours))
