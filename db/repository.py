@@ -92,11 +92,8 @@ async def stream_events(
     Memory stays at one chunk whatever the table holds. Must run inside a transaction
     (PostgreSQL cursors live in one).
     """
-    params = SqlParams()
-    where = _where(filter_conditions(event_filter, params))
-    cursor = await connection.cursor(
-        f"SELECT {EVENT_COLUMNS} FROM events{where} ORDER BY created_at, id", *params.values
-    )
+    sql, values = stream_query(event_filter)
+    cursor = await connection.cursor(sql, *values)
     while True:
         rows = await cursor.fetch(chunk_rows)
         if not rows:
@@ -104,6 +101,13 @@ async def stream_events(
         yield rows
         if len(rows) < chunk_rows:
             return
+
+
+def stream_query(event_filter: EventFilter) -> tuple[str, list[object]]:
+    """The SQL (and its parameters) of the oldest-first stream; tests EXPLAIN exactly this."""
+    params = SqlParams()
+    where = _where(filter_conditions(event_filter, params))
+    return f"SELECT {EVENT_COLUMNS} FROM events{where} ORDER BY created_at, id", params.values
 
 
 async def list_events_page(
@@ -122,6 +126,32 @@ async def list_events_page(
     returned in the requested order. The flag says whether more rows lie beyond the page on the
     side it was cut (after it, or before it with `from_end`).
     """
+    sql, values = page_query(
+        event_filter,
+        newest_first=newest_first,
+        after=after,
+        before=before,
+        limit=limit + 1,
+        scan_descending=newest_first != from_end,
+    )
+    rows = await connection.fetch(sql, *values)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if from_end:
+        rows.reverse()
+    return rows, has_more
+
+
+def page_query(
+    event_filter: EventFilter,
+    *,
+    newest_first: bool,
+    after: EventKey | None,
+    before: EventKey | None,
+    limit: int,
+    scan_descending: bool,
+) -> tuple[str, list[object]]:
+    """The SQL (and its parameters) of one keyset page; tests EXPLAIN exactly this."""
     params = SqlParams()
     conditions = filter_conditions(event_filter, params)
     # "after" in newest-first order means an older key; row comparison keeps it one index range.
@@ -135,18 +165,12 @@ async def list_events_page(
         conditions.append(
             f"(created_at, id) {operator} ({params.add(before.created_at)}, {params.add(before.id)})"
         )
-    scan_descending = newest_first != from_end
     direction = "DESC" if scan_descending else "ASC"
-    rows = await connection.fetch(
+    sql = (
         f"SELECT {EVENT_COLUMNS} FROM events{_where(conditions)} "
-        f"ORDER BY created_at {direction}, id {direction} LIMIT {params.add(limit + 1)}",
-        *params.values,
+        f"ORDER BY created_at {direction}, id {direction} LIMIT {params.add(limit)}"
     )
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    if from_end:
-        rows.reverse()
-    return rows, has_more
+    return sql, params.values
 
 
 async def count_events(connection: asyncpg.Connection, event_filter: EventFilter) -> int:

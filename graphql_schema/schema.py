@@ -5,7 +5,15 @@
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+)
+from strawberry.extensions.max_aliases import create_validator as alias_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.types import ExecutionContext
 
 from api.settings import Settings
@@ -21,6 +29,11 @@ except ModuleNotFoundError as missing:
     if missing.name != "graphql_schema.subscription":
         raise
     Subscription = None  # type: ignore[assignment,misc]
+
+
+# Distinct query documents kept parsed and validated (bounded: a flood of unique queries only
+# churns the cache).
+PARSED_DOCUMENTS_CACHED = 256
 
 
 class ClientSafeErrors(MaskErrors):
@@ -44,15 +57,23 @@ class EventsSchema(strawberry.Schema):
 
 def build_schema(settings: Settings) -> EventsSchema:
     """The schema with the query-shape guards `settings` asks for."""
+    # The guard rules are built once, not per request: ValidationCache keys its entries on the
+    # rule classes, so fresh classes per request would make every lookup a miss.
+    guard_rules = [
+        depth_rule(settings.graphql_max_depth, None),
+        alias_rule(settings.graphql_max_aliases),
+    ]
     return EventsSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         # Factories, not instances: each operation gets fresh extensions (they hold state).
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+            lambda: AddValidationRules(guard_rules),
             lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+            # Clients send the same few documents over and over: parse and validate each once.
+            lambda: ParserCache(maxsize=PARSED_DOCUMENTS_CACHED),
+            lambda: ValidationCache(maxsize=PARSED_DOCUMENTS_CACHED),
             ClientSafeErrors,
         ],
     )
