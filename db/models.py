@@ -27,6 +27,7 @@ class Event(SQLModel, table=True):
         Index("ix_events_component_created_at_id", "component", "created_at", "id"),
         Index("ix_events_environment_created_at_id", "environment", "created_at", "id"),
         Index("ix_events_email_created_at_id", "email", "created_at", "id"),
+        Index("ix_events_component_email_created_at_id", "component", "email", "created_at", "id"),
         Index(
             "ix_events_message_fts",
             text("to_tsvector('simple', message)"),

@@ -24,7 +24,7 @@ FILTERS = {
     "from (recent)": EventFilter(created_from=SINCE),
     "from and to": EventFilter(created_from=SINCE, created_to=SINCE + timedelta(hours=3)),
     "search": EventFilter(search="declined 4244"),
-    "dataContains": EventFilter(data_contains={"tier": "gold", "n": 7}),
+    "dataContains": EventFilter(data_contains={"tier": "gold", "order": 4242}),
 }
 
 
@@ -43,7 +43,7 @@ async def seeded(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         INSERT INTO events (component, environment, email, message, data, created_at)
         SELECT 'component-' || (n % 40), 'env-' || (n % 4), 'user-' || (n % 2000) || '@example.com',
                (ARRAY['payment declined', 'order shipped', 'login ok', 'cache miss'])[1 + n % 4] || ' #' || n,
-               jsonb_build_object('tier', (ARRAY['gold', 'silver', 'bronze'])[1 + n % 3], 'n', n % 100),
+               jsonb_build_object('tier', (ARRAY['gold', 'silver', 'bronze'])[1 + n % 3], 'order', n),
                now() - (n * interval '130 seconds')
         FROM generate_series(1, 60000) AS n
         """
@@ -90,6 +90,23 @@ async def test_a_rest_list_of_a_selective_filter_uses_an_index(seeded: asyncpg.C
     sql, values = stream_query(FILTERS[name])
     plan = await _plan(seeded, sql, values)
     assert "Seq Scan" not in plan, plan
+
+
+@pytest.mark.parametrize("newest_first", [True, False], ids=["newest first", "oldest first"])
+async def test_component_and_email_is_one_index_range_without_a_sort(
+    seeded: asyncpg.Connection, newest_first: bool
+) -> None:
+    sql, values = page_query(
+        FILTERS["component and email"],
+        newest_first=newest_first,
+        after=None,
+        before=None,
+        limit=51,
+        scan_descending=newest_first,
+    )
+    plan = await _plan(seeded, sql, values)
+    assert "ix_events_component_email_created_at_id" in plan, plan
+    assert "Sort" not in plan, plan
 
 
 async def test_paging_on_from_a_cursor_is_an_index_range(seeded: asyncpg.Connection) -> None:
