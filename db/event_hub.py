@@ -13,6 +13,7 @@ an error after the events it already has, and the client can resubscribe and cat
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class EventHub:
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
         self._connection: asyncpg.Connection | None = None
         self._connection_lost = asyncio.Event()
+        self._last_notification_at = 0.0  # time.monotonic() of the latest NOTIFY received
         self._generation = 0
         self._ascii_lower_is_faithful = True
         self._stopping = False
@@ -183,6 +185,7 @@ class EventHub:
     def _on_notification(
         self, _connection: asyncpg.Connection, _pid: int, _channel: str, payload: str
     ) -> None:
+        self._last_notification_at = time.monotonic()
         self._inbox.put_nowait(payload)
 
     def _on_connection_closed(self, connection: asyncpg.Connection) -> None:
@@ -222,6 +225,11 @@ class EventHub:
                 return "the connection closed"
             except TimeoutError:
                 pass
+            if time.monotonic() - self._last_notification_at < self._health_check_interval_s:
+                # Notifications arrived meanwhile: the connection is plainly alive. A probe now
+                # would queue behind their processing, and under a write burst on a busy worker
+                # could time out and end every live subscription for nothing.
+                continue
             try:
                 await connection.fetchval("SELECT 1", timeout=self._connect_timeout_s)
             except _DATABASE_ERRORS as error:
@@ -276,9 +284,11 @@ class EventHub:
             )
 
     async def _deliver(self, payloads: list[str]) -> None:
-        records = await self._records(payloads)
         subscribers = [s for s in self._subscriptions if not s.ended]
-        if not records or not subscribers:
+        if not subscribers:
+            return  # nobody listening in this process: not even worth decoding the payloads
+        records = await self._records(payloads)
+        if not records:
             return
         # First every predicate Python decides; then one query for those only PostgreSQL can.
         plan: list[tuple[EventRecord, list[tuple[Subscription, list[int]]]]] = []
