@@ -1,15 +1,16 @@
 """The application factory: the two doors (REST, GraphQL) assembled onto one FastAPI app."""
 
+import orjson
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.lifespan import lifespan
-from api.middleware import BodySizeLimitMiddleware, RequestLogMiddleware
+from api.middleware import BodySizeLimitMiddleware, ControlCharacterPathMiddleware, RequestLogMiddleware
 from api.settings import Settings
 from graphql_schema.graphiql import mount_graphiql_assets
 from graphql_schema.router import graphql_router
 from rest import batch, docs, events, health
-from rest.errors import install_error_handlers
+from rest.errors import STATUS_MESSAGES, install_error_handlers
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Fields", "X-Request-ID"],
             expose_headers=["X-Request-ID"],
         )
+    app.add_middleware(
+        ControlCharacterPathMiddleware, not_found_body=orjson.dumps({"message": STATUS_MESSAGES[404]})
+    )
     app.add_middleware(RequestLogMiddleware)
     app.include_router(health.router)
     app.include_router(events.router)

@@ -48,7 +48,7 @@ class InvalidFilter(ValueError):
         self.reason = reason
 
 
-def _check_text(field: str, value: object) -> None:
+def check_filter_text(field: str, value: object) -> None:
     """Refuse NUL and lone surrogates: PostgreSQL text cannot hold them, so the query would fail."""
     texts = value if isinstance(value, tuple | list) else (value,)
     for text in texts:
@@ -65,13 +65,13 @@ def _check_text(field: str, value: object) -> None:
 def _check_json(field: str, value: object) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_text(field, key)
+            check_filter_text(field, key)
             _check_json(field, item)
     elif isinstance(value, list):
         for item in value:
             _check_json(field, item)
     else:
-        _check_text(field, value)
+        check_filter_text(field, value)
 
 
 class SqlParams:
@@ -88,7 +88,7 @@ class SqlParams:
 def filter_conditions(event_filter: EventFilter, params: SqlParams) -> list[str]:
     """SQL conditions for `event_filter`; each one is served by an index of migration 0001."""
     for field in _TEXT_FIELDS:
-        _check_text(field, getattr(event_filter, field))
+        check_filter_text(field, getattr(event_filter, field))
     _check_json("data_contains", event_filter.data_contains)
     conditions: list[str] = []
     for column in ("component", "environment", "email"):

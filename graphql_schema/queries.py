@@ -5,6 +5,7 @@ from typing import Annotated
 
 import strawberry
 
+from db.filters import InvalidFilter, check_filter_text
 from graphql_schema.auth import CanReadEvents
 from graphql_schema.context import Context
 from graphql_schema.cursors import decode_cursor
@@ -75,5 +76,9 @@ class Query:
     )
     async def actor(self, info: strawberry.Info[Context, None], email: str) -> Actor | None:
         """Who recorded events under `email`, how often and when."""
+        try:
+            check_filter_text("email", email)  # the filters' rule: text PostgreSQL can compare
+        except InvalidFilter as error:
+            raise BadUserInput(error.reason, field="email") from None
         stats = await info.context.loaders.actor_stats.load(email)
         return actor_from_stats(stats) if stats is not None else None

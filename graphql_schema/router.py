@@ -38,4 +38,7 @@ def graphql_router(settings: Settings) -> EventsGraphQLRouter:
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
         # Browser websockets from other origins are refused unless CORS allows that origin too.
         allowed_origins=settings.cors_allowed_origins,
+        # Not in the REST OpenAPI document: GraphQL describes itself (introspection, schema.graphql),
+        # and FastAPI could only list it as JSON in, JSON out (GET even answers GraphiQL's HTML).
+        include_in_schema=False,
     )

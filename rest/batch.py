@@ -15,7 +15,15 @@ from rest.auth import require_event_scope
 from rest.bodies import content_type_of, is_json, loads_json
 from rest.errors import MalformedBody
 from rest.idempotency import key_scope
-from rest.openapi_schemas import EVENT_SCHEMA, MESSAGE_SCHEMA, STORED_EVENT_SCHEMA
+from rest.openapi_schemas import (
+    BODY_TOO_LARGE,
+    DATABASE_UNAVAILABLE,
+    EVENT_SCHEMA,
+    IDEMPOTENCY_KEY_PATTERN,
+    MESSAGE_SCHEMA,
+    STORED_EVENT_SCHEMA,
+    json_content,
+)
 from rest.rendering import event_json
 from rest.responses import database, json_response, message_response
 
@@ -28,8 +36,19 @@ BATCH_ITEM_SCHEMA: dict[str, Any] = {
     **EVENT_SCHEMA,
     "properties": {
         **EVENT_SCHEMA["properties"],
-        IDEMPOTENCY_KEY_FIELD: {"type": "string", "description": "Optional: this event's idempotency key"},
+        IDEMPOTENCY_KEY_FIELD: {
+            "type": ["string", "null"],
+            "pattern": IDEMPOTENCY_KEY_PATTERN,
+            "description": "Optional: this event's idempotency key",
+        },
     },
+}
+# The documents describe the default limit; a server configured otherwise answers 413 at its own.
+_DEFAULT_MAX_BATCH_EVENTS = Settings.model_fields["max_batch_events"].default
+BATCH_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": BATCH_ITEM_SCHEMA,
+    "maxItems": _DEFAULT_MAX_BATCH_EVENTS,
 }
 VALIDATION_FAILED = "Input payload validation failed"
 
@@ -78,6 +97,7 @@ limit): `{{"message": ...}}`, nothing written.
 
 _INVALID_BATCH_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "required": ["message"],
     "properties": {
         "message": {"type": "string"},
         "errors": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -111,8 +131,9 @@ class _Undecodable:
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"type": "array", "items": BATCH_ITEM_SCHEMA}},
-                NDJSON: {"schema": {"type": "string", "description": "One event object per line"}},
+                "application/json": {"schema": BATCH_SCHEMA},
+                # Described as the items it carries: one per line, each line a JSON object.
+                NDJSON: {"schema": {**BATCH_SCHEMA, "description": "One event object per line"}},
             },
         }
     },
@@ -125,10 +146,12 @@ class _Undecodable:
                         "oneOf": [
                             {
                                 "type": "object",
+                                "required": ["events"],
                                 "properties": {"events": {"type": "array", "items": STORED_EVENT_SCHEMA}},
                             },
                             {
                                 "type": "object",
+                                "required": ["count", "ids"],
                                 "properties": {
                                     "count": {"type": "integer"},
                                     "ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
@@ -139,14 +162,12 @@ class _Undecodable:
                 }
             },
         },
-        400: {
-            "description": "Invalid events (all reported), nothing written",
-            "content": {"application/json": {"schema": _INVALID_BATCH_SCHEMA}},
-        },
-        413: {
-            "description": "Too many events, nothing written",
-            "content": {"application/json": {"schema": MESSAGE_SCHEMA}},
-        },
+        400: json_content(
+            _INVALID_BATCH_SCHEMA, "Invalid events (all reported), a body not an array, or malformed JSON"
+        ),
+        413: {**BODY_TOO_LARGE, "description": "Too many events, or a body over the size limit"},
+        422: json_content(MESSAGE_SCHEMA, "An item's idempotency_key was used with another event"),
+        503: DATABASE_UNAVAILABLE,
     },
 )
 async def record_event_batch(

@@ -7,6 +7,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from rest.openapi_document import install_openapi_document
 from rest.responses import json_response
 
 DOCS_PATH = "/api/docs"
@@ -45,6 +46,7 @@ async def swagger_json(request: Request) -> Response:
 
 
 def mount_docs(app: FastAPI) -> None:
-    """Add the docs routes and the static Swagger UI assets to `app`."""
+    """Add the docs routes, the static Swagger UI assets and the corrected OpenAPI document to `app`."""
+    install_openapi_document(app)
     app.include_router(router)
     app.mount(ASSETS_PATH, StaticFiles(directory=str(SWAGGER_UI_ASSETS)), name="swagger-ui-assets")

@@ -1,9 +1,12 @@
 """Liveness and readiness routes."""
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from db.engine import DatabaseUnavailable
+from rest.openapi_schemas import json_content, with_headers
 from rest.responses import database, json_response
 
 router = APIRouter(tags=["health"])
@@ -12,9 +15,17 @@ router = APIRouter(tags=["health"])
 HEALTHY = b'{"status": "healthy"}'
 
 
+def _status(value: str, *, message: bool = False) -> dict[str, Any]:
+    """The schema of `{"status": value}` (and a `message` string)."""
+    properties: dict[str, Any] = {"status": {"const": value}}
+    if message:
+        properties["message"] = {"type": "string"}
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
 # HEAD is its own, undocumented route: one route for both methods gives the two OpenAPI
 # operations the same operationId, which OpenAPI forbids.
-@router.get("/api/health")
+@router.get("/api/health", responses={200: json_content(_status("healthy"), "The process is serving")})
 @router.head("/api/health", include_in_schema=False)
 @router.api_route("/api/healthz", methods=["GET", "HEAD"], include_in_schema=False)
 async def health() -> Response:
@@ -22,7 +33,16 @@ async def health() -> Response:
     return json_response(HEALTHY)
 
 
-@router.get("/api/ready")
+@router.get(
+    "/api/ready",
+    responses={
+        200: json_content(_status("ready"), "The database answers"),
+        503: with_headers(
+            json_content(_status("unavailable", message=True), "The database does not answer"),
+            {"Retry-After": "Seconds to wait before retrying"},
+        ),
+    },
+)
 @router.head("/api/ready", include_in_schema=False)
 async def ready(request: Request) -> Response:
     """Readiness: 200 when the database answers, 503 when it does not."""

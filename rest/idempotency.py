@@ -7,6 +7,7 @@ from fastapi import Header, Request
 
 from db.idempotency import MAX_KEY_LENGTH, check_idempotency_key
 from db.writes import KeyScope
+from rest.openapi_schemas import IDEMPOTENCY_KEY_PATTERN
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -17,6 +18,8 @@ IdempotencyKeyHeader = Annotated[
             "same event returns the first answer (200, header Idempotent-Replayed: true) and "
             "writes nothing; the same key with another event is a 422."
         ),
+        # Documented only: idempotency_key() checks it and answers its own 400 text.
+        json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
     ),
 ]
 REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
