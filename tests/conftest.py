@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.settings import Settings
 from db.api_keys import KeyVerifier, create_api_key, revoke_api_key
-from db.embedded import start_embedded
+from db.embedded import EmbeddedPostgres, start_embedded
 from db.engine import Database
 from db.migrate import upgrade_to_head
 from db.urls import as_libpq_url
@@ -54,6 +54,17 @@ def embedded_data_dir() -> Iterator[Path]:
     """A data folder for a test that runs its own embedded PostgreSQL."""
     with postgres_data_dir() as path:
         yield path
+
+
+@pytest.fixture
+def own_server(embedded_data_dir: Path) -> Iterator[EmbeddedPostgres]:
+    """A migrated PostgreSQL this test may stop and start (never the shared test server)."""
+    embedded = start_embedded(embedded_data_dir)
+    upgrade_to_head(embedded.url)
+    try:
+        yield embedded
+    finally:
+        embedded.release()
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from db.embedded import EmbeddedPostgres
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -108,3 +110,15 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20) -> int
             process.kill()
             process.wait()
     return process.returncode
+
+
+def stop_postgres(server: EmbeddedPostgres) -> None:
+    """Stop an embedded server under whoever uses it (an outage), with pgserver's own pg_ctl."""
+    from pgserver._commands import pg_ctl
+
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.data_dir, user=server._server.system_user)
+
+
+def start_postgres(server: EmbeddedPostgres) -> None:
+    """Start it again on the same data folder and socket."""
+    server._server.ensure_postgres_running()

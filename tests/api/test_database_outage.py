@@ -1,36 +1,11 @@
 """A database outage under a running service: quick 503s, liveness stays up, recovery without restart."""
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 
-from db.embedded import EmbeddedPostgres, start_embedded
-from db.migrate import upgrade_to_head
-from tests.support import running_service, service_env, valid_event
-
-
-@pytest.fixture
-def own_server(embedded_data_dir: Path) -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL this test may stop and start (never the shared test server)."""
-    embedded = start_embedded(embedded_data_dir)
-    upgrade_to_head(embedded.url)
-    try:
-        yield embedded
-    finally:
-        embedded.release()
-
-
-def _stop(server: EmbeddedPostgres) -> None:
-    from pgserver._commands import pg_ctl  # the same helper pgserver starts and stops with
-
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.data_dir, user=server._server.system_user)
-
-
-def _start(server: EmbeddedPostgres) -> None:
-    server._server.ensure_postgres_running()
+from db.embedded import EmbeddedPostgres
+from tests.support import running_service, service_env, start_postgres, stop_postgres, valid_event
 
 
 def test_outage_answers_503_quickly_and_recovers_by_itself(own_server: EmbeddedPostgres) -> None:
@@ -38,7 +13,7 @@ def test_outage_answers_503_quickly_and_recovers_by_itself(own_server: EmbeddedP
     with running_service(env) as (base_url, _process), httpx.Client(base_url=base_url) as http:
         assert http.post("/api/events/", json=valid_event()).status_code == 201
 
-        _stop(own_server)
+        stop_postgres(own_server)
         started = time.monotonic()
         during = http.post("/api/events/", json=valid_event(), timeout=30)
         detection_s = time.monotonic() - started
@@ -50,7 +25,7 @@ def test_outage_answers_503_quickly_and_recovers_by_itself(own_server: EmbeddedP
         assert http.get("/api/health").status_code == 200
         assert http.get("/api/ready", timeout=30).status_code == 503
 
-        _start(own_server)
+        start_postgres(own_server)
         started = time.monotonic()
         while http.get("/api/ready", timeout=30).status_code != 200:
             assert time.monotonic() - started < 30, "the service did not recover"

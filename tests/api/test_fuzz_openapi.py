@@ -7,9 +7,7 @@ of examples per operation and mode (default 40: both fuzz files take about half 
 """
 
 import json
-import os
 import re
-from collections import Counter, defaultdict
 from typing import Any
 
 import httpx
@@ -25,9 +23,9 @@ from api.settings import Settings
 from rest.errors import STATUS_MESSAGES
 from rest.from_date import INVALID_FROM_DATE
 from rest.openapi_schemas import LEGACY_DATE_PATTERN
+from tests.fuzz_tally import EXAMPLES, FuzzTally, registered_tally
 from tests.support import valid_event
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 REQUEST_TIMEOUT_S = 30
 CONFIG = schemathesis.Config.from_dict(
@@ -56,36 +54,9 @@ def _operation_labels() -> list[str]:
     return [result.ok().label for result in schemathesis.openapi.from_dict(document).get_all_operations()]
 
 
-class FuzzTally:
-    """Requests sent and failing answers, reported once at the end of the pytest session."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.requests = 0
-        self.failing = 0  # answers that broke a check (Hypothesis replays a failure while shrinking)
-        self.failed_tests: list[str] = []
-        self.statuses: dict[str, Counter[int]] = defaultdict(Counter)
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.requests:
-            return
-        terminalreporter.write_sep("-", f"{self.name} fuzz")
-        terminalreporter.write_line(
-            f"{self.name} fuzz: {self.requests} requests, {self.failing} failing answers, "
-            f"{len(self.failed_tests)} failed operation/mode pairs ({EXAMPLES} examples each)"
-        )
-        for test, statuses in self.statuses.items():
-            answers = ", ".join(f"{status}x{count}" for status, count in sorted(statuses.items()))
-            terminalreporter.write_line(f"  {test}: {answers}")
-        for test in self.failed_tests:
-            terminalreporter.write_line(f"  failed: {test}")
-
-
 @pytest.fixture(scope="module")
 def tally(request: pytest.FixtureRequest) -> FuzzTally:
-    counts = FuzzTally("OpenAPI")
-    request.config.pluginmanager.register(counts, "openapi-fuzz-tally")
-    return counts
+    return registered_tally(request, "OpenAPI")
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +124,7 @@ def test_fuzz_openapi_operation(
         tally.requests += 1
         try:
             response = case.call(base_url=live_server, timeout=REQUEST_TIMEOUT_S)
-            tally.statuses[f"{label} {mode.value}"][response.status_code] += 1
+            tally.outcomes[f"{label} {mode.value}"][str(response.status_code)] += 1
             case.validate_response(
                 response,
                 excluded_checks=[positive_data_acceptance],

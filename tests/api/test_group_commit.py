@@ -4,17 +4,13 @@ answer carries its own event, a 201 always means committed, and shutdown loses n
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 from fastapi import FastAPI
 
-from db.embedded import EmbeddedPostgres, start_embedded
-from db.migrate import upgrade_to_head
-from tests.support import running_service, service_env, valid_event
+from db.embedded import EmbeddedPostgres
+from tests.support import running_service, service_env, start_postgres, stop_postgres, valid_event
 
 RECORD_EVENT = "mutation ($input: RecordEventInput!) { recordEvent(input: $input) { id message } }"
 
@@ -125,27 +121,6 @@ def test_sigterm_commits_the_writes_waiting_in_a_window(database_url: str) -> No
 # --- the database dies under a batch ---
 
 
-@pytest.fixture
-def own_server(embedded_data_dir: Path) -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL this test may stop and start (never the shared test server)."""
-    embedded = start_embedded(embedded_data_dir)
-    upgrade_to_head(embedded.url)
-    try:
-        yield embedded
-    finally:
-        embedded.release()
-
-
-def _stop(server: EmbeddedPostgres) -> None:
-    from pgserver._commands import pg_ctl  # the same helper pgserver starts and stops with
-
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.data_dir, user=server._server.system_user)
-
-
-def _start(server: EmbeddedPostgres) -> None:
-    server._server.ensure_postgres_running()
-
-
 async def _wait_for_blocked_insert(url: str) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -205,7 +180,7 @@ def test_database_killed_under_a_batch_answers_its_callers_503_never_201(
             async def kill_while_blocked() -> None:
                 await _wait_for_blocked_insert(url)
                 await asyncio.sleep(0.3)  # the rest queue behind the blocked batch
-                await asyncio.to_thread(_stop, own_server)
+                await asyncio.to_thread(stop_postgres, own_server)
 
             try:
                 return await _post_concurrently(base_url, messages_one, kill_while_blocked)
@@ -217,20 +192,20 @@ def test_database_killed_under_a_batch_answers_its_callers_503_never_201(
         assert [response.status_code for response in responses] == [503] * 20
         tally(messages_one, responses)
 
-        _start(own_server)
+        start_postgres(own_server)
         _wait_until_ready(http)
 
         # 2. Mid-window: the server goes down while requests wait for their batch to fill.
         async def kill_in_the_window() -> None:
             await asyncio.sleep(1)
-            await asyncio.to_thread(_stop, own_server)
+            await asyncio.to_thread(stop_postgres, own_server)
 
         messages_two = [f"windowed {index}" for index in range(20)]
         responses = asyncio.run(_post_concurrently(base_url, messages_two, kill_in_the_window))
         tally(messages_two, responses)
         assert sum(response.status_code == 503 for response in responses) >= 10
 
-        _start(own_server)
+        start_postgres(own_server)
         _wait_until_ready(http)
         assert http.post("/api/events/", json=valid_event(message="after")).status_code == 201
 

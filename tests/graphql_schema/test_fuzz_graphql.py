@@ -7,9 +7,7 @@ operation and mode (default 40). Subscriptions are not fuzzed: they are not HTTP
 """
 
 import json
-import os
 import re
-from collections import Counter, defaultdict
 from typing import Any
 
 import graphql
@@ -27,9 +25,9 @@ from api.settings import Settings
 from db.validation import EMAIL_PATTERN
 from graphql_schema.errors import BAD_USER_INPUT
 from graphql_schema.schema import build_schema
+from tests.fuzz_tally import EXAMPLES, FuzzTally, registered_tally
 from tests.graphql_schema.support import only_error
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 REQUEST_TIMEOUT_S = 30
 
@@ -95,36 +93,9 @@ def _config(mode: GenerationMode) -> schemathesis.Config:
     return schemathesis.Config.from_dict({"generation": {"mode": mode.value}})
 
 
-class FuzzTally:
-    """Requests sent and failing answers, reported once at the end of the pytest session."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.requests = 0
-        self.failing = 0  # answers that broke a check (Hypothesis replays a failure while shrinking)
-        self.failed_tests: list[str] = []
-        self.outcomes: dict[str, Counter[str]] = defaultdict(Counter)
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.requests:
-            return
-        terminalreporter.write_sep("-", f"{self.name} fuzz")
-        terminalreporter.write_line(
-            f"{self.name} fuzz: {self.requests} requests, {self.failing} failing answers, "
-            f"{len(self.failed_tests)} failed operation/mode pairs ({EXAMPLES} examples each)"
-        )
-        for test, outcomes in self.outcomes.items():
-            answers = ", ".join(f"{outcome} x{count}" for outcome, count in sorted(outcomes.items()))
-            terminalreporter.write_line(f"  {test}: {answers}")
-        for test in self.failed_tests:
-            terminalreporter.write_line(f"  failed: {test}")
-
-
 @pytest.fixture(scope="module")
 def tally(request: pytest.FixtureRequest) -> FuzzTally:
-    counts = FuzzTally("GraphQL")
-    request.config.pluginmanager.register(counts, "graphql-fuzz-tally")
-    return counts
+    return registered_tally(request, "GraphQL")
 
 
 # The query-shape guards (settings graphql_max_tokens, _max_depth, _max_aliases): refusals of a
