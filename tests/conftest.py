@@ -3,7 +3,6 @@
 Each run gets a fresh database, migrated once; each test starts with an empty events table.
 """
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -24,15 +23,7 @@ from db.embedded import EmbeddedPostgres, start_embedded
 from db.engine import Database
 from db.migrate import upgrade_to_head
 from db.urls import as_libpq_url
-from tests.support import running_service, service_env, with_database
-
-
-async def _admin(server_url: str, statement: str) -> None:
-    connection = await asyncpg.connect(server_url)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
+from tests.support import run_statement, running_service, service_env, with_database
 
 
 @contextmanager
@@ -86,13 +77,13 @@ def server_url() -> Iterator[str]:
 def database_url(server_url: str) -> Iterator[str]:
     """A database created for this run and migrated to head; dropped afterwards."""
     name = f"activity_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    run_statement(server_url, f'CREATE DATABASE "{name}"')
     url = with_database(server_url, name)
     try:
         upgrade_to_head(url)
         yield url
     finally:
-        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_statement(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Helpers the tests share: valid events, free ports, live server processes."""
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 
 from db.embedded import EmbeddedPostgres
@@ -122,3 +124,16 @@ def stop_postgres(server: EmbeddedPostgres) -> None:
 def start_postgres(server: EmbeddedPostgres) -> None:
     """Start it again on the same data folder and socket."""
     server._server.ensure_postgres_running()
+
+
+def run_statement(url: str, statement: str) -> None:
+    """Run one SQL statement on its own connection (CREATE/DROP DATABASE cannot be in a transaction)."""
+
+    async def run() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())

@@ -17,7 +17,15 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import ROOT, free_port, running_service, service_env, valid_event, with_database
+from tests.support import (
+    ROOT,
+    free_port,
+    run_statement,
+    running_service,
+    service_env,
+    valid_event,
+    with_database,
+)
 
 CLI = Path(sys.executable).with_name("activity-service")
 EVENT_KEYS = ["component", "data", "email", "environment", "message", "id", "created_at"]
@@ -155,23 +163,15 @@ def test_unreachable_database_fails_with_one_clear_line(command: str) -> None:
     assert "secret" not in line
 
 
-async def _admin(server_url: str, statement: str) -> None:
-    connection = await asyncpg.connect(server_url)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture
 def empty_database(server_url: str) -> Iterator[str]:
     """A brand-new database on the test server, with no tables; dropped afterwards."""
     name = f"activity_migrate_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    run_statement(server_url, f'CREATE DATABASE "{name}"')
     try:
         yield with_database(server_url, name)
     finally:
-        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_statement(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_migrate_creates_the_events_table_on_an_empty_external_database(empty_database: str) -> None:
