@@ -85,11 +85,16 @@ class SqlParams:
         return f"${len(self.values)}"
 
 
-def filter_conditions(event_filter: EventFilter, params: SqlParams) -> list[str]:
-    """SQL conditions for `event_filter`; each one is served by an index of migration 0001."""
+def check_filter(event_filter: EventFilter) -> None:
+    """Raise InvalidFilter when a value is one PostgreSQL cannot compare."""
     for field in _TEXT_FIELDS:
         check_filter_text(field, getattr(event_filter, field))
     _check_json("data_contains", event_filter.data_contains)
+
+
+def filter_conditions(event_filter: EventFilter, params: SqlParams) -> list[str]:
+    """SQL conditions for `event_filter`; each one is served by an index (see the migrations)."""
+    check_filter(event_filter)
     conditions: list[str] = []
     for column in ("component", "environment", "email"):
         value = getattr(event_filter, column)

@@ -14,7 +14,7 @@ class InvalidFromDate(ValueError):
 
 def parse_from_date(text: str) -> datetime:
     """The instant from which events are wanted; a bare date means that day's 00:00 UTC."""
-    text = text.strip()
+    # No trimming: the original (strptime) refused a date with spaces around it, and so do we.
     if "\x00" in text:
         # CPython's fromisoformat accepts "2021-04-16T10:00:00\0" and "...\0Z" as if the NUL were not there.
         raise InvalidFromDate(INVALID_FROM_DATE)

@@ -10,14 +10,16 @@ NO_NUL_PATTERN = r"^[^\x00]*$"
 # Visible ASCII, as db.idempotency checks it (documented only: the check answers its own 400 text).
 IDEMPOTENCY_KEY_PATTERN = rf"^[!-~]{{1,{MAX_KEY_LENGTH}}}$"
 # The legacy `from_date` form: MM-DD-YYYY, single digits allowed (surrounding whitespace ignored).
-LEGACY_DATE_PATTERN = r"^\s*(0?[1-9]|1[0-2])-(0?[1-9]|[12][0-9]|3[01])-[0-9]{4}\s*$"
+LEGACY_DATE_PATTERN = r"^(0?[1-9]|1[0-2])-(0?[1-9]|[12][0-9]|3[01])-[0-9]{4}$"
 
 
 def _text(max_length: int, example: str) -> dict[str, Any]:
     # Not empty or blank (at least one non-whitespace character), and no NUL.
     return {
         "type": "string",
-        "pattern": r"^[^\x00]*[^\s\x00][^\x00]*$",
+        # At least one character that Python's str.strip() keeps (it also strips \x1c-\x1f and
+        # \x85, which ECMA's \s does not cover), and no NUL.
+        "pattern": r"^[^\x00]*[^\s\x00\x1c-\x1f\x85][^\x00]*$",
         "maxLength": max_length,
         "example": example,
     }

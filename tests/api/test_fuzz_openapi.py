@@ -23,7 +23,7 @@ from api.settings import Settings
 from rest.errors import STATUS_MESSAGES
 from rest.from_date import INVALID_FROM_DATE
 from rest.openapi_schemas import LEGACY_DATE_PATTERN
-from tests.fuzz_tally import EXAMPLES, FuzzTally, registered_tally
+from tests.fuzz_tally import DERANDOMIZE, EXAMPLES, FuzzTally, registered_tally
 from tests.support import valid_event
 
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
@@ -119,7 +119,13 @@ def test_fuzz_openapi_operation(
     strategy = operation.as_strategy(generation_mode=mode)
 
     @given(case=strategy)
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=DERANDOMIZE,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def fuzz(case: Case) -> None:
         tally.requests += 1
         try:

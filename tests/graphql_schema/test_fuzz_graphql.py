@@ -25,7 +25,7 @@ from api.settings import Settings
 from db.validation import EMAIL_PATTERN
 from graphql_schema.errors import BAD_USER_INPUT
 from graphql_schema.schema import build_schema
-from tests.fuzz_tally import EXAMPLES, FuzzTally, registered_tally
+from tests.fuzz_tally import DERANDOMIZE, EXAMPLES, FuzzTally, registered_tally
 from tests.graphql_schema.support import only_error
 
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
@@ -154,7 +154,13 @@ def test_fuzz_graphql_operation(
     strategy = operation.as_strategy(generation_mode=mode)
 
     @given(case=strategy)
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=DERANDOMIZE,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def fuzz(case: Case) -> None:
         tally.requests += 1
         try:
