@@ -12,32 +12,27 @@ never collects it (no test_ prefix, no test functions).
 """
 
 import argparse
-import asyncio
 import math
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 import orjson
 
 from api.settings import Settings
-from db.embedded import start_embedded
 from db.migrate import upgrade_to_head
-from db.urls import as_libpq_url
-from tests.support import free_port, service_env, stop_process, wait_until_healthy, with_database
+from tests.benchmarks._database import fresh_database, postgres_server, run_sql
+from tests.support import free_port, service_env, stop_process, wait_until_healthy
 
 RSS_POLL_S = 0.01
 MIB = 1024 * 1024
@@ -146,44 +141,10 @@ class HealthProber(threading.Thread):
                 self.stop.wait(self.pause_s)
 
 
-@contextmanager
-def postgres_server(database_url: str | None) -> Iterator[str]:
-    """A URL on a server we may create databases on: the given one, or an embedded one."""
-    if database_url:
-        yield as_libpq_url(database_url)
-        return
-    folder = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    embedded = start_embedded(folder / "data")
-    try:
-        yield embedded.url
-    finally:
-        embedded.release()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-async def _execute(url: str, statement: str, *args: object) -> None:
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(statement, *args)
-    finally:
-        await connection.close()
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"bench_stream_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_execute(server_url, f'CREATE DATABASE "{name}"'))
-    try:
-        yield with_database(server_url, name)
-    finally:
-        asyncio.run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 def seed(url: str, events: int) -> float:
     """Insert `events` rows and analyse the table (as autovacuum would have); returns seconds."""
     started = time.perf_counter()
-    asyncio.run(_execute(url, SEED_EVENTS, events))
-    asyncio.run(_execute(url, "VACUUM ANALYZE events"))
+    run_sql(url, (SEED_EVENTS, events), "VACUUM ANALYZE events")
     return time.perf_counter() - started
 
 
@@ -217,7 +178,7 @@ def running_server(database_url: str) -> Iterator[tuple[str, int]]:
 
 def measure(server_url: str, events: int, repeat: int, health_pause_s: float) -> Result:
     """Seed a fresh database, start the service, stream everything `repeat` times."""
-    with fresh_database(server_url) as url:
+    with fresh_database(server_url, "stream") as url:
         upgrade_to_head(url)
         seed_s = seed(url, events)
         with running_server(url) as (base_url, pid), httpx.Client(base_url=base_url, timeout=120) as client:
@@ -336,7 +297,10 @@ def main() -> None:
         "--health-pause-ms", type=float, default=5, help="pause between /api/health requests (default 5)"
     )
     args = parser.parse_args()
-    with postgres_server(args.database_url) as server_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-stream-") as workdir,
+        postgres_server(args.database_url, Path(workdir)) as server_url,
+    ):
         results = [
             measure(server_url, events, args.repeat, args.health_pause_ms / 1000) for events in args.events
         ]
