@@ -13,8 +13,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, CheckContext, GenerationMode, Response
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -23,11 +21,10 @@ from api.settings import Settings
 from rest.errors import STATUS_MESSAGES
 from rest.from_date import INVALID_FROM_DATE
 from rest.openapi_schemas import LEGACY_DATE_PATTERN
-from tests.fuzz_tally import DERANDOMIZE, EXAMPLES, FuzzTally, registered_tally
+from tests.fuzzing import FuzzTally, registered_tally, run_fuzz
 from tests.support import valid_event
 
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
-REQUEST_TIMEOUT_S = 30
 CONFIG = schemathesis.Config.from_dict(
     {
         "checks": {
@@ -118,36 +115,15 @@ def test_fuzz_openapi_operation(
     operation = api_schema[label.split(" ", 1)[1]][label.split(" ", 1)[0]]
     strategy = operation.as_strategy(generation_mode=mode)
 
-    @given(case=strategy)
-    @settings(
-        max_examples=EXAMPLES,
-        derandomize=DERANDOMIZE,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
+    run_fuzz(
+        strategy,
+        base_url=live_server,
+        tally=tally,
+        key=f"{label} {mode.value}",
+        outcome=lambda response: str(response.status_code),
+        acceptance_check=positive_data_acceptance_for_documentable_rules,
+        request=request,
     )
-    def fuzz(case: Case) -> None:
-        tally.requests += 1
-        try:
-            response = case.call(base_url=live_server, timeout=REQUEST_TIMEOUT_S)
-            tally.outcomes[f"{label} {mode.value}"][str(response.status_code)] += 1
-            case.validate_response(
-                response,
-                excluded_checks=[positive_data_acceptance],
-                additional_checks=[positive_data_acceptance_for_documentable_rules],
-                transport_kwargs={"base_url": live_server, "timeout": REQUEST_TIMEOUT_S},
-            )
-        except BaseException:
-            tally.failing += 1
-            raise
-
-    try:
-        fuzz()
-    except Unsatisfiable:
-        pytest.skip(f"{label}: nothing in it can be made invalid, so there is no {mode.value} case to send")
-    except BaseException:
-        tally.failed_tests.append(request.node.name)
-        raise
 
 
 def _secured_operations(auth_required: bool) -> list[dict[str, Any]]:

@@ -14,9 +14,7 @@ import graphql
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, CheckContext, GenerationMode, Response
 from schemathesis.graphql import nodes
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -25,11 +23,10 @@ from api.settings import Settings
 from db.validation import EMAIL_PATTERN
 from graphql_schema.errors import BAD_USER_INPUT
 from graphql_schema.schema import build_schema
-from tests.fuzz_tally import DERANDOMIZE, EXAMPLES, FuzzTally, registered_tally
+from tests.fuzzing import FuzzTally, registered_tally, run_fuzz
 from tests.graphql_schema.support import only_error
 
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
-REQUEST_TIMEOUT_S = 30
 
 
 def _json_literal(value: Any) -> graphql.ValueNode:
@@ -153,36 +150,15 @@ def test_fuzz_graphql_operation(
     operation = next(result.ok() for result in schema.get_all_operations() if result.ok().label == label)
     strategy = operation.as_strategy(generation_mode=mode)
 
-    @given(case=strategy)
-    @settings(
-        max_examples=EXAMPLES,
-        derandomize=DERANDOMIZE,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
+    run_fuzz(
+        strategy,
+        base_url=live_server,
+        tally=tally,
+        key=f"{label} {mode.value}",
+        outcome=_outcome,
+        acceptance_check=positive_data_acceptance_for_stateable_rules,
+        request=request,
     )
-    def fuzz(case: Case) -> None:
-        tally.requests += 1
-        try:
-            response = case.call(base_url=live_server, timeout=REQUEST_TIMEOUT_S)
-            tally.outcomes[f"{label} {mode.value}"][_outcome(response)] += 1
-            case.validate_response(
-                response,
-                excluded_checks=[positive_data_acceptance],
-                additional_checks=[positive_data_acceptance_for_stateable_rules],
-                transport_kwargs={"base_url": live_server, "timeout": REQUEST_TIMEOUT_S},
-            )
-        except BaseException:
-            tally.failing += 1
-            raise
-
-    try:
-        fuzz()
-    except Unsatisfiable:
-        pytest.skip(f"{label}: nothing in it can be made invalid, so there is no {mode.value} case to send")
-    except BaseException:
-        tally.failed_tests.append(request.node.name)
-        raise
 
 
 # Found by the fuzz: an actor lookup of text PostgreSQL cannot hold was an INTERNAL_SERVER_ERROR.
