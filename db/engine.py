@@ -70,13 +70,32 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection inside a transaction: committed when the block ends, rolled back on error."""
+        async with self._connection(explicit_transaction=True) as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def single_statement(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for one statement that commits on its own (no BEGIN, no COMMIT round trips).
+
+        For writes that are a single statement: the commit happens inside the server as the
+        statement ends, so locks the statement takes (db.event_clock) are held for no network
+        round trip, and the caller hears back only once it is committed.
+        """
+        async with self._connection(explicit_transaction=False) as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def _connection(self, *, explicit_transaction: bool) -> AsyncIterator[asyncpg.Connection]:
         try:
             # Bounded: with every connection busy or the server down, the caller gets a 503 soon.
             connection = await self.pool.acquire(timeout=self.acquire_timeout_s)
         except CONNECTION_ERRORS as error:
             raise DatabaseUnavailable(str(error) or type(error).__name__) from error
         try:
-            async with connection.transaction():
+            if explicit_transaction:
+                async with connection.transaction():
+                    yield connection
+            else:
                 yield connection
         except CONNECTION_ERRORS as error:
             raise DatabaseUnavailable(str(error) or type(error).__name__) from error

@@ -75,20 +75,25 @@ class EventHub:
         max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
         reconnect_delay_s: float = 0.1,
         max_reconnect_delay_s: float = 10.0,
-        health_check_interval_s: float = 10.0,
+        health_check_interval_s: float = 1.0,
+        health_check_timeout_s: float = 2.0,
         connect_timeout_s: float = 10.0,
     ) -> None:
         self._database = database
         self._max_pending_events = max_pending_events
         self._reconnect_delay_s = reconnect_delay_s
         self._max_reconnect_delay_s = max_reconnect_delay_s
+        # A closed connection is noticed at once (asyncpg's termination callback); a silent one by
+        # a probe after this long without notifications: followers resume within seconds.
         self._health_check_interval_s = health_check_interval_s
+        self._health_check_timeout_s = health_check_timeout_s
         self._connect_timeout_s = connect_timeout_s
         # A dict, not a set: fan-out order is subscription order, which keeps runs reproducible.
         self._subscriptions: dict[Subscription, None] = {}
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
         self._connection: asyncpg.Connection | None = None
         self._connection_lost = asyncio.Event()
+        self._listening = asyncio.Event()  # set while a LISTEN connection is up
         self._last_notification_at = 0.0  # time.monotonic() of the latest NOTIFY received
         self._generation = 0
         self._ascii_lower_is_faithful = True
@@ -99,6 +104,14 @@ class EventHub:
     @property
     def is_listening(self) -> bool:
         return self._connection is not None and not self._stopping
+
+    async def wait_listening(self, timeout_s: float) -> bool:
+        """Wait until the feed listens (again); False if it does not within `timeout_s` or is stopping."""
+        try:
+            await asyncio.wait_for(self._listening.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return not self._stopping
 
     @property
     def subscriber_count(self) -> int:
@@ -132,6 +145,7 @@ class EventHub:
             except _DATABASE_ERRORS:
                 connection.terminate()
         self._inbox.put_nowait(_CLOSE)
+        self._listening.set()  # wakes followers waiting to resume: they learn the feed is closing
         if self._dispatcher is not None:
             try:
                 await asyncio.wait_for(self._dispatcher, timeout=5)
@@ -181,6 +195,7 @@ class EventHub:
         self._connection_lost.clear()
         self._generation += 1
         self._connection = connection
+        self._listening.set()
 
     def _on_notification(
         self, _connection: asyncpg.Connection, _pid: int, _channel: str, payload: str
@@ -231,12 +246,13 @@ class EventHub:
                 # could time out and end every live subscription for nothing.
                 continue
             try:
-                await connection.fetchval("SELECT 1", timeout=self._connect_timeout_s)
+                await connection.fetchval("SELECT 1", timeout=self._health_check_timeout_s)
             except _DATABASE_ERRORS as error:
                 return f"health check failed: {error or type(error).__name__}"
 
     def _drop_connection(self, reason: str) -> None:
         connection, self._connection = self._connection, None
+        self._listening.clear()
         log.warning(
             "event feed: lost the LISTEN connection (%s); ending live subscriptions and reconnecting", reason
         )

@@ -34,8 +34,10 @@ _FULL_PAYLOAD = (
 )
 
 
-def inserting_and_announcing(insert_statement: str, returning: str) -> str:
+def inserting_and_announcing(insert_statement: str, returning: str, before: str = "") -> str:
     """`insert_statement` (an INSERT without RETURNING) as one statement that also notifies.
+
+    `before` is a CTE the insert reads from (`name AS (...)`), for the event clock.
 
     Each inserted row sends one notification: the whole event when it fits in a payload, else
     only its id (the listener fetches the row). One statement keeps a single-row insert at one
@@ -44,7 +46,7 @@ def inserting_and_announcing(insert_statement: str, returning: str) -> str:
     naming the columns (as in RETURNING).
     """
     return (
-        f"WITH inserted AS ({insert_statement} RETURNING *), "
+        f"WITH {before + ', ' if before else ''}inserted AS ({insert_statement} RETURNING *), "
         f"payloads AS MATERIALIZED (SELECT inserted.*, {_FULL_PAYLOAD} AS payload FROM inserted), "
         "announced AS MATERIALIZED ("
         "SELECT payloads.*, pg_notify("

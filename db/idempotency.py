@@ -9,7 +9,7 @@ from datetime import timedelta
 import asyncpg
 
 from db.json_text import encode_json
-from db.repository import get_event, insert_event
+from db.repository import get_event, insert_events
 from db.validation import NewEvent
 
 MAX_KEY_LENGTH = 255
@@ -74,7 +74,67 @@ async def insert_event_once(
     Concurrent requests with one key serialise on the key's row: the first claims it, the others
     wait for its commit and then read what it recorded. Must run inside a transaction.
     """
-    fingerprint = request_fingerprint(event)
+    return (await insert_events_once(connection, [KeyedEvent(event, key)], owner=owner, window=window))[0]
+
+
+async def insert_events_once(
+    connection: asyncpg.Connection, items: Sequence[KeyedEvent], *, owner: str, window: timedelta
+) -> list[RecordedEvent]:
+    """Record a batch in which some items carry keys; in input order, inside one transaction.
+
+    Every key is claimed first, in sorted order, so concurrent batches sharing keys in any order
+    wait for each other instead of deadlocking; then every new event goes in with one statement,
+    the transaction's last lock (db.event_clock). A key repeated within the batch stands for the
+    first item that carries it.
+    """
+    fingerprints = [request_fingerprint(item.event) for item in items]
+    first_with_key: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item.key is None:
+            continue
+        first = first_with_key.setdefault(item.key, index)
+        if fingerprints[first] != fingerprints[index]:
+            raise IdempotencyKeyReused(
+                f"The idempotency key {item.key!r} was already used with a different request."
+            )
+    earlier = {
+        key: await _claim_or_replay(connection, owner, key, fingerprints[index], window)
+        for key, index in sorted(first_with_key.items())
+    }
+    new_items = [
+        index
+        for index, item in enumerate(items)
+        if item.key is None or (first_with_key[item.key] == index and earlier[item.key] is None)
+    ]
+    inserted = dict(
+        zip(new_items, await insert_events(connection, [items[i].event for i in new_items]), strict=True)
+    )
+    claimed = [(items[index].key, record["id"]) for index, record in inserted.items() if items[index].key]
+    if claimed:
+        await connection.execute(
+            "UPDATE idempotency_keys AS claimed SET event_id = recorded.event_id "
+            "FROM unnest($2::text[], $3::uuid[]) AS recorded(key, event_id) "
+            "WHERE claimed.owner = $1 AND claimed.key = recorded.key",
+            owner,
+            [key for key, _ in claimed],
+            [event_id for _, event_id in claimed],
+        )
+    results: list[RecordedEvent] = []
+    for index, item in enumerate(items):
+        if index in inserted:
+            results.append(RecordedEvent(inserted[index], replayed=False))
+            continue
+        assert item.key is not None  # only keyed items are not inserted
+        replay = earlier[item.key]
+        record = replay.record if replay is not None else inserted[first_with_key[item.key]]
+        results.append(RecordedEvent(record, replayed=True))
+    return results
+
+
+async def _claim_or_replay(
+    connection: asyncpg.Connection, owner: str, key: str, fingerprint: bytes, window: timedelta
+) -> RecordedEvent | None:
+    """None when this request now holds `key`; else the event an earlier request recorded with it."""
     claimed = await connection.fetchval(
         "INSERT INTO idempotency_keys (owner, key, request_hash) VALUES ($1, $2, $3) "
         "ON CONFLICT (owner, key) DO UPDATE "
@@ -87,14 +147,7 @@ async def insert_event_once(
         window,
     )
     if claimed:
-        record = await insert_event(connection, event)
-        await connection.execute(
-            "UPDATE idempotency_keys SET event_id = $3 WHERE owner = $1 AND key = $2",
-            owner,
-            key,
-            record["id"],
-        )
-        return RecordedEvent(record, replayed=False)
+        return None
     first = await connection.fetchrow(
         "SELECT request_hash, event_id FROM idempotency_keys WHERE owner = $1 AND key = $2",
         owner,
@@ -108,21 +161,6 @@ async def insert_event_once(
             f"The idempotency key {key!r} was used, but the event it recorded no longer exists."
         )
     return RecordedEvent(record, replayed=True)
-
-
-async def insert_events_once(
-    connection: asyncpg.Connection, items: Sequence[KeyedEvent], *, owner: str, window: timedelta
-) -> list[RecordedEvent]:
-    """Record a batch in which some items carry keys; in input order, inside one transaction."""
-    results: list[RecordedEvent] = []
-    for item in items:
-        if item.key is None:
-            results.append(RecordedEvent(await insert_event(connection, item.event), replayed=False))
-        else:
-            results.append(
-                await insert_event_once(connection, item.event, owner=owner, key=item.key, window=window)
-            )
-    return results
 
 
 async def forget_keys_before(connection: asyncpg.Connection, age: timedelta) -> int:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
+from db.event_clock import clock_cte, stamp
 from db.event_notifications import inserting_and_announcing
 from db.filters import EventFilter, SqlParams, filter_conditions
 from db.json_text import encode_json
@@ -25,19 +26,26 @@ class EventKey:
     id: uuid.UUID
 
 
-# Each insert also NOTIFYs the live feed (db.event_hub) from the same statement: one round trip,
-# delivered at COMMIT only. unnest keeps the input order and INSERT ... SELECT returns rows (and
-# so sends notifications) in the order it inserts them.
+# Each insert stamps its events in commit order (db.event_clock) and NOTIFYs the live feed
+# (db.event_hub) from the same statement: one round trip, delivered at COMMIT only. WITH
+# ORDINALITY and ORDER BY keep the input order, and INSERT ... SELECT returns rows (and so sends
+# notifications) in the order it inserts them.
 _INSERT_ONE_AND_ANNOUNCE = inserting_and_announcing(
-    "INSERT INTO events (component, environment, email, message, data) VALUES ($1, $2, $3, $4, $5::jsonb)",
+    "INSERT INTO events (component, environment, email, message, data, created_at) "
+    f"SELECT $1::text, $2::text, $3::text, $4::text, $5::jsonb, {stamp('1', '1')} FROM clock",
     returning=EVENT_COLUMNS,
+    before=clock_cte("1"),
 )
+_BATCH_SIZE = "cardinality($1::text[])"
 _INSERT_MANY_AND_ANNOUNCE = inserting_and_announcing(
-    "INSERT INTO events (component, environment, email, message, data) "
-    "SELECT component, environment, email, message, data::jsonb "
-    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
-    "AS batch(component, environment, email, message, data)",
+    "INSERT INTO events (component, environment, email, message, data, created_at) "
+    "SELECT batch.component, batch.environment, batch.email, batch.message, batch.data::jsonb, "
+    f"{stamp(_BATCH_SIZE, 'batch.position')} "
+    "FROM clock, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY "
+    "AS batch(component, environment, email, message, data, position) "
+    "ORDER BY batch.position",
     returning=EVENT_COLUMNS,
+    before=clock_cte(_BATCH_SIZE),
 )
 
 
@@ -140,6 +148,14 @@ async def list_events_page(
     if from_end:
         rows.reverse()
     return rows, has_more
+
+
+async def newest_event_key(connection: asyncpg.Connection, event_filter: EventFilter) -> EventKey | None:
+    """The position of the newest matching event, or None when none matches."""
+    rows, _more = await list_events_page(
+        connection, event_filter, newest_first=True, after=None, before=None, limit=1
+    )
+    return EventKey(rows[0]["created_at"], rows[0]["id"]) if rows else None
 
 
 def page_query(

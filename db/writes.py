@@ -38,8 +38,10 @@ async def record_many(
     database: Database, items: Sequence[KeyedEvent], *, scope: KeyScope
 ) -> list[RecordedEvent]:
     """Record a batch in one transaction, all or nothing, in input order."""
-    async with database.transaction() as connection:
-        if any(item.key is not None for item in items):
+    if any(item.key is not None for item in items):
+        async with database.transaction() as connection:
             return await insert_events_once(connection, items, owner=scope.owner, window=scope.window)
+    # One statement is a transaction of its own: all or nothing without BEGIN and COMMIT.
+    async with database.single_statement() as connection:
         records = await insert_events(connection, [item.event for item in items])
     return [RecordedEvent(record, replayed=False) for record in records]

@@ -30,8 +30,8 @@ async def _stored(database_url: str) -> dict[str, str]:
 
 
 async def _transactions_that_wrote(database_url: str) -> int:
-    # created_at defaults to now(), the start of the inserting transaction: one value per commit.
-    rows = await _fetch(database_url, "SELECT count(DISTINCT created_at) AS n FROM events")
+    # xmin is the inserting transaction's id: one value per commit.
+    rows = await _fetch(database_url, "SELECT count(DISTINCT xmin::text) AS n FROM events")
     return rows[0]["n"]
 
 

@@ -4,7 +4,6 @@ import asyncio
 import logging
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import datetime
 from typing import Any
@@ -68,17 +67,6 @@ async def drain(subscription: Subscription, quiet_s: float = 0.2) -> list[EventR
 
 def ids(records: list[Any]) -> list[uuid.UUID]:
     return [row["id"] for row in records]
-
-
-@pytest.fixture
-async def hub(database: Database) -> AsyncIterator[EventHub]:
-    """A hub of the test's own: it LISTENs from now on, so no earlier test's events reach it."""
-    event_hub = EventHub(database)
-    await event_hub.start()
-    try:
-        yield event_hub
-    finally:
-        await event_hub.stop()
 
 
 async def test_repository_inserts_reach_a_matching_subscriber_in_commit_order(

@@ -1,0 +1,19 @@
+"""Fixtures the database-layer tests share."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from db.engine import Database
+from db.event_hub import EventHub
+
+
+@pytest.fixture
+async def hub(database: Database) -> AsyncIterator[EventHub]:
+    """A hub of the test's own: it LISTENs from now on, so no earlier test's events reach it."""
+    event_hub = EventHub(database)
+    await event_hub.start()
+    try:
+        yield event_hub
+    finally:
+        await event_hub.stop()
