@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import copy
+import logging
 import re
 import sys
 import time
@@ -103,10 +104,29 @@ class CleanExitServer(uvicorn.Server):
             self._captured_signals.clear()
 
 
+class NoWebsocketQueryStrings(logging.Filter):
+    """Drops the query string from uvicorn's websocket handshake lines: it may carry a token.
+
+    uvicorn logs `"WebSocket /graphql?token=..." [accepted]` (or 403) with the path and query string
+    as one argument; our own request log already leaves query strings out.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and '"WebSocket %s"' in record.msg and isinstance(record.args, tuple):
+            record.args = tuple(
+                argument.split("?", 1)[0] if isinstance(argument, str) else argument
+                for argument in record.args
+            )
+        return True
+
+
 def log_config(level: str) -> dict[str, object]:
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     for name in OWN_LOGGERS:
         config["loggers"][name] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    # On the handler every uvicorn.error line goes through (a logger's filter would miss propagated ones).
+    config["filters"] = {"no_websocket_query_strings": {"()": NoWebsocketQueryStrings}}
+    config["handlers"]["default"]["filters"] = ["no_websocket_query_strings"]
     return config
 
 

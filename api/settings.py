@@ -44,7 +44,17 @@ class Settings(BaseSettings):
     graphql_max_depth: int = Field(default=10, ge=1)
     graphql_max_aliases: int = Field(default=20, ge=0)
     graphql_max_tokens: int = Field(default=1_000, ge=200)
-    # Events a live subscriber may fall behind by before its stream ends (SUBSCRIBER_TOO_SLOW).
+    # The cost limit (graphql_schema.field_rules has the model): nodes a response may hold, each
+    # object one and large text one per KiB its limit allows. 50,000 admits one full page of the
+    # largest events (500 x (1 + 64 KiB data + 32 KiB message) = 49,000) and nothing twice that;
+    # a dashboard page of 50 events with their actors costs ~5,000. A subscription pays its cost
+    # for every event and every subscriber, so its limit is per delivered event and much lower.
+    graphql_max_nodes: int = Field(default=50_000, ge=1)
+    graphql_max_subscription_nodes: int = Field(default=500, ge=1)
+    # Websocket connections per process (beyond it the handshake is refused) and per API key.
+    graphql_max_websockets: int = Field(default=1_000, ge=1)
+    graphql_max_websockets_per_key: int = Field(default=100, ge=1)
+    # Events a live subscriber may fall behind by before it catches up from the table instead.
     subscription_queue_size: int = Field(default=1_000, ge=1)
     # Most events one recordEvents call (or one batch request) may carry; all-or-nothing.
     max_batch_events: int = Field(default=1_000, ge=1)
@@ -82,7 +92,8 @@ class Settings(BaseSettings):
 
     # API keys: off by default so legacy clients keep working; compose.yaml turns it on.
     auth_required: bool = False
-    # How long a verified (or refused) key is remembered; a revocation takes effect within it.
+    # A revocation takes effect within this many seconds, for requests and live subscriptions alike
+    # (a verified or refused key is remembered for half of it; live feeds re-check at that pace).
     api_key_cache_s: float = Field(default=5.0, ge=0)
 
     log_level: str = "INFO"

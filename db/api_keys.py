@@ -111,10 +111,10 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
 
 
 class KeyVerifier:
-    """Checks presented keys against the table, remembering answers for `cache_s` seconds.
+    """Checks presented keys against the table, remembering answers for half of `cache_s` seconds.
 
     The cache keeps authentication off the hot path's database round trips; a revocation takes
-    effect within `cache_s`.
+    effect within `cache_s`, for requests and (re-checking every `recheck_interval_s`) live feeds.
     """
 
     def __init__(self, database: Database, cache_s: float) -> None:
@@ -124,14 +124,24 @@ class KeyVerifier:
 
     async def authorize(self, raw_key: str | None, scope: str) -> ApiKeyInfo:
         """The key's description if it is valid and holds `scope`; raise otherwise."""
+        key = await self.identify(raw_key)
+        if not key.allows(scope):
+            raise NotPermitted(f"The API key lacks the '{scope}' scope.")
+        return key
+
+    async def identify(self, raw_key: str | None) -> ApiKeyInfo:
+        """The key's description if it is valid (present, known, not revoked); NotAuthenticated otherwise."""
         if not raw_key:
             raise NotAuthenticated("An API key is required: send 'Authorization: Bearer <key>'.")
         key = await self._verify(raw_key)
         if key is None:
             raise NotAuthenticated("The API key is not valid (unknown, malformed or revoked).")
-        if not key.allows(scope):
-            raise NotPermitted(f"The API key lacks the '{scope}' scope.")
         return key
+
+    @property
+    def recheck_interval_s(self) -> float:
+        """How often a long-lived connection should re-check its key to notice a revocation in time."""
+        return max(self.cache_s / 2, 0.25)
 
     async def _verify(self, raw_key: str) -> ApiKeyInfo | None:
         digest = _hash(raw_key)
@@ -143,7 +153,9 @@ class KeyVerifier:
         if self.cache_s > 0:
             if len(self._cache) > 10_000:  # bounded: a flood of random keys cannot grow it forever
                 self._cache.clear()
-            self._cache[digest] = (now + self.cache_s, key)
+            # Half the setting: live feeds re-check their key every half (recheck_interval_s), so a
+            # revocation reaches them, too, within the whole setting.
+            self._cache[digest] = (now + self.cache_s / 2, key)
         return key
 
     async def _lookup(self, raw_key: str, digest: bytes) -> ApiKeyInfo | None:

@@ -23,6 +23,10 @@ class EventFeedClosed(SubscriptionEnded):
     """The process is shutting down."""
 
 
+class AccessRevoked(SubscriptionEnded):
+    """The subscriber's API key was revoked (or lost the scope the subscription needs)."""
+
+
 class EventFeedUnavailable(SubscriptionEnded):
     """The feed is not listening right now (reconnecting to the database); try again shortly."""
 

@@ -1,7 +1,7 @@
 """The one filter object both doors fill in, and its translation to a SQL WHERE clause."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from db.json_text import encode_json
@@ -90,6 +90,22 @@ def check_filter(event_filter: EventFilter) -> None:
     for field in _TEXT_FIELDS:
         check_filter_text(field, getattr(event_filter, field))
     _check_json("data_contains", event_filter.data_contains)
+    for field in ("created_from", "created_to"):
+        check_instant(field, getattr(event_filter, field))
+
+
+def check_instant(field: str, value: datetime | None) -> None:
+    """Raise InvalidFilter for an instant that has no UTC equivalent within the years 1 to 9999.
+
+    `0001-01-01T00:00:00+01:00` is a valid timestamp, but in UTC it falls in year 0, which neither
+    Python nor the database driver can represent.
+    """
+    if value is None or value.tzinfo is None:
+        return
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidFilter(field, "Instants must fall within the years 1 to 9999 in UTC.") from None
 
 
 def filter_conditions(event_filter: EventFilter, params: SqlParams) -> list[str]:

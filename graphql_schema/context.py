@@ -1,11 +1,13 @@
-"""The per-request GraphQL context: the database, the settings and fresh DataLoaders."""
+"""The per-request GraphQL context: the services resolvers use, the caller's key and fresh DataLoaders."""
 
 from datetime import timedelta
 
 from fastapi.requests import HTTPConnection
+from starlette.websockets import WebSocket
 from strawberry.fastapi import BaseContext
 
 from api.settings import Settings
+from db.api_keys import KeyVerifier, key_from_headers
 from db.engine import Database
 from db.writes import KeyScope
 from graphql_schema.loaders import Loaders
@@ -18,13 +20,25 @@ class Context(BaseContext):
     connection, so a subscription should call `renew_loaders()` before resolving each event.
     """
 
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: Database, settings: Settings, key_verifier: KeyVerifier) -> None:
         super().__init__()
         self.database = database
         self.settings = settings
+        self.key_verifier = key_verifier
         self.loaders = Loaders(database)
-        # Set by the permission check when a key was required and presented ("" otherwise).
+        # Set by the policy (graphql_schema.policy) when a key was required and presented.
         self.api_key_id = ""
+
+    def presented_key(self) -> str | None:
+        """The key of this request: HTTP headers, or a websocket's `connection_init` payload.
+
+        The payload uses the header names: {"Authorization": "Bearer <key>"} or {"X-API-Key": "<key>"}.
+        """
+        request = self.request
+        if isinstance(request, WebSocket):
+            params = self.connection_params if isinstance(self.connection_params, dict) else {}
+            return key_from_headers({str(k).lower(): v for k, v in params.items() if isinstance(v, str)})
+        return key_from_headers(request.headers) if request is not None else None
 
     def key_scope(self) -> KeyScope:
         """Whose idempotency keys this request's are, and for how long they hold."""
@@ -37,4 +51,5 @@ class Context(BaseContext):
 
 async def get_context(connection: HTTPConnection) -> Context:
     """FastAPI dependency: a fresh context per HTTP request (or per websocket connection)."""
-    return Context(database=connection.app.state.database, settings=connection.app.state.settings)
+    state = connection.app.state
+    return Context(database=state.database, settings=state.settings, key_verifier=state.key_verifier)

@@ -3,7 +3,7 @@
 import base64
 import binascii
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from db.repository import EventKey
 from graphql_schema.errors import BadUserInput
@@ -12,6 +12,8 @@ _SEPARATOR = "|"
 _MAX_UUID = (1 << 128) - 1
 # PostgreSQL timestamps have microsecond resolution: nothing fits between t and t + 1 µs.
 _TICK = timedelta(microseconds=1)
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
 
 
 def encode_cursor(key: EventKey) -> str:
@@ -29,9 +31,19 @@ def decode_cursor(cursor: str, argument: str) -> EventKey:
         key = EventKey(created_at=created_at, id=uuid.UUID(event_id))
     except (ValueError, UnicodeError, binascii.Error):
         raise BadUserInput(f"`{argument}` is not a valid cursor.", field=argument) from None
-    if created_at.tzinfo is None:
+    if created_at.tzinfo is None or not _in_range(created_at):
         raise BadUserInput(f"`{argument}` is not a valid cursor.", field=argument)
     return key
+
+
+def _in_range(moment: datetime) -> bool:
+    # We only issue cursors of stored events; one near year 1 or 9999 is forged, and stepping past
+    # it (next_key, previous_key) or sending it to the database would overflow.
+    try:
+        in_utc = moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return _EARLIEST < in_utc < _LATEST
 
 
 def next_key(key: EventKey) -> EventKey:

@@ -5,7 +5,7 @@ import logging
 from graphql import GraphQLError
 
 from db.engine import DatabaseUnavailable
-from db.event_subscription import SubscriberTooSlow, SubscriptionEnded
+from db.event_subscription import AccessRevoked, SubscriptionEnded
 from db.filters import InvalidFilter
 from db.idempotency import IdempotencyKeyReused, InvalidIdempotencyKey
 from db.validation import InvalidEvent
@@ -15,7 +15,10 @@ log = logging.getLogger(__name__)
 BAD_USER_INPUT = "BAD_USER_INPUT"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
-SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
+UNAUTHENTICATED = "UNAUTHENTICATED"
+FORBIDDEN = "FORBIDDEN"
+# A request that is not a well-formed GraphQL request, or asks for what this transport cannot do.
+BAD_REQUEST = "BAD_REQUEST"
 
 DATABASE_UNAVAILABLE_MESSAGE = "The database is unavailable right now; retry shortly."
 INTERNAL_ERROR_MESSAGE = "Internal server error."
@@ -37,13 +40,25 @@ class SubscriptionEndedError(GraphQLError):
     """Why a live stream stopped, for the client (a GraphQLError, so it is not masked)."""
 
     def __init__(self, ended: SubscriptionEnded) -> None:
-        code = SUBSCRIBER_TOO_SLOW if isinstance(ended, SubscriberTooSlow) else SERVICE_UNAVAILABLE
+        # A slow subscriber or a broken feed catches up from the table (db.event_follow): what
+        # ends a stream is a feed down for too long, a shutdown, or a revoked key.
+        code = UNAUTHENTICATED if isinstance(ended, AccessRevoked) else SERVICE_UNAVAILABLE
         super().__init__(str(ended), extensions={"code": code})
 
 
 def invalid_event_error(error: InvalidEvent, *, index: int | None = None) -> BadUserInput:
     """An event rule broken, named by field (and batch position) for the client."""
     return BadUserInput(error.reason, field=error.field, index=index)
+
+
+# The filter fields whose GraphQL names are not the camel-cased db names.
+_FILTER_FIELD_NAMES = {"created_from": "from", "created_to": "to"}
+
+
+def invalid_filter_error(error: InvalidFilter) -> BadUserInput:
+    """A filter value refused, named by its GraphQL input field (`filter.from`, `filter.search`)."""
+    name = _FILTER_FIELD_NAMES.get(error.field) or _camel_case(error.field)
+    return BadUserInput(error.reason, field=f"filter.{name}")
 
 
 def _is_client_safe(error: GraphQLError) -> bool:
@@ -61,8 +76,7 @@ def client_error(error: GraphQLError) -> GraphQLError:
     if isinstance(original, InvalidIdempotencyKey | IdempotencyKeyReused):
         return _replace(error, str(original), {"code": BAD_USER_INPUT, "field": "idempotencyKey"})
     if isinstance(original, InvalidFilter):
-        field = f"filter.{_camel_case(original.field)}"
-        return _replace(error, original.reason, {"code": BAD_USER_INPUT, "field": field})
+        return _replace(error, original.reason, invalid_filter_error(original).extensions or {})
     if isinstance(original, DatabaseUnavailable):
         return _replace(error, DATABASE_UNAVAILABLE_MESSAGE, {"code": SERVICE_UNAVAILABLE})
     # The message of an arbitrary exception may quote SQL or data: it goes to the log only.
@@ -86,6 +100,13 @@ def log_server_errors(errors: list[GraphQLError]) -> None:
 def _camel_case(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
+
+
+def with_code(error: GraphQLError, code: str) -> GraphQLError:
+    """`error` with `extensions.code` set (graphql-core's own errors carry none); a code it has stays."""
+    if error.extensions and "code" in error.extensions:
+        return error
+    return _replace(error, error.message, {**(error.extensions or {}), "code": code})
 
 
 def _replace(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:

@@ -9,7 +9,7 @@ from strawberry.scalars import JSON
 from db import filters
 from db.idempotency import check_idempotency_key
 from db.validation import EventLimits, NewEvent, validate_event
-from graphql_schema.errors import BadUserInput
+from graphql_schema.errors import BadUserInput, invalid_filter_error
 
 
 @strawberry.input(description="Which events to return; every field given narrows the result (AND).")
@@ -57,8 +57,17 @@ class EventFilter:
 
 
 def to_event_filter(event_filter: EventFilter | None) -> filters.EventFilter:
-    """The db filter for an optional GraphQL filter (no filter: every event)."""
-    return event_filter.to_event_filter() if event_filter is not None else filters.EventFilter()
+    """The db filter for an optional GraphQL filter (no filter: every event), checked.
+
+    Checked here, not only where SQL is built: a live subscription's filter never reaches SQL, and
+    a value the database cannot compare must be the subscriber's error, not the feed's.
+    """
+    converted = event_filter.to_event_filter() if event_filter is not None else filters.EventFilter()
+    try:
+        filters.check_filter(converted)
+    except filters.InvalidFilter as error:
+        raise invalid_filter_error(error) from None
+    return converted
 
 
 def _aware(moment: datetime | None) -> datetime | None:

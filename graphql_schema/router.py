@@ -1,23 +1,44 @@
-"""The /graphql endpoint: GraphiQL on GET, queries on POST, subscriptions over websockets."""
+"""The /graphql endpoint: GraphiQL and queries on GET, operations on POST, subscriptions over websockets."""
 
 import logging
 
 from fastapi.responses import HTMLResponse
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.types.unset import UNSET
 
 from api.settings import Settings
+from graphql_schema import http_transport
 from graphql_schema.context import Context, get_context
-from graphql_schema.schema import build_schema
+from graphql_schema.schema import EventsSchema, build_schema
+from graphql_schema.websocket_transport import WebsocketTransports
 
 log = logging.getLogger(__name__)
 
 GRAPHQL_PATH = "/graphql"
 
 
-class EventsGraphQLRouter(GraphQLRouter[Context, None]):
-    """Strawberry's router with our GraphiQL page (local assets) when it is available."""
+# WebsocketTransports: both websocket protocols through the gate, with the connection caps.
+class EventsGraphQLRouter(WebsocketTransports, GraphQLRouter[Context, None]):
+    """Strawberry's router, with our HTTP transport and our GraphiQL page (local assets) when available."""
+
+    def __init__(self, schema: EventsSchema, **kwargs: object) -> None:
+        super().__init__(schema, **kwargs)  # type: ignore[arg-type]
+        self.events_schema = schema
+
+    async def run(  # type: ignore[override]
+        self, request: Request | WebSocket, context: Context = UNSET, root_value: None = UNSET
+    ) -> Response | WebSocket:
+        """HTTP goes through our transport (graphql_schema.http_transport); websockets to Strawberry's."""
+        if self.is_websocket_request(request):
+            return await super().run(request, context, root_value)
+        # Strawberry's HTTP path would skip the gate, where all authorization lives: it must never run.
+        if self.should_render_graphql_ide(request):
+            return await self.render_graphql_ide(request)
+        return await http_transport.serve(self.events_schema, request, context)
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """Our self-hosted GraphiQL page, or Strawberry's default one when it is not installed."""

@@ -1,9 +1,10 @@
-"""The GraphQL output types (Event, Actor) and their construction from database rows."""
+"""The GraphQL output types (Node, Event, Actor) and their construction from database rows."""
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -12,19 +13,43 @@ import orjson
 import strawberry
 from strawberry.scalars import JSON
 
+from db.repository import EventKey
 from graphql_schema.context import Context
+from graphql_schema.cursors import encode_cursor
 from graphql_schema.limits import check_page_size
+
+NODE_DESCRIPTION = (
+    "An object the server can refetch by its id alone, through `node(id:)` or `nodes(ids:)` (Relay "
+    "object identification). The id is a UUID in canonical text form (lowercase, hyphenated, e.g. "
+    "`0b7e2a52-8d1c-4f6e-9a4b-3c2d1e0f9a8b`), used as it is: not a base64 `Type:id` global id. UUIDs "
+    "are unique across every type, and Event is the only Node type today, so a Node id is an event's id."
+)
+
+
+# Here rather than in graphql_schema.relay: Event implements it, and relay imports this module,
+# so defining it there would make the two modules import each other.
+@strawberry.interface(description=NODE_DESCRIPTION)
+class Node:
+    id: strawberry.ID = strawberry.field(description="Globally unique: a UUID in canonical text form.")
 
 
 @strawberry.type(description="Something that happened in an application, as recorded.")
-class Event:
-    id: strawberry.ID = strawberry.field(description="Server-generated UUID.")
+class Event(Node):
+    id: strawberry.ID = strawberry.field(description="Server-generated UUID; also its Node id.")
     component: str = strawberry.field(description="The part of the system the event is about.")
     environment: str = strawberry.field(description="Where it happened, e.g. `production`.")
     email: str | None = strawberry.field(description="Who caused it.")
     message: str = strawberry.field(description="What happened.")
     data: JSON = strawberry.field(description="Free-form details: always a JSON object.")
     created_at: datetime = strawberry.field(description="When the server recorded it (UTC).")
+
+    @strawberry.field(
+        description="Its position in the log, in commit order: pass it as `after` to "
+        "`events(orderBy: OLDEST_FIRST)` or `eventRecorded` to get every event recorded after it."
+    )
+    def cursor(self) -> str:
+        """The opaque cursor of this event's position (the same as its edge's cursor)."""
+        return encode_cursor(EventKey(self.created_at, uuid.UUID(self.id)))
 
     @strawberry.field(description="Who recorded it: the actor behind `email` (null without an email).")
     async def actor(self, info: strawberry.Info[Context, None]) -> Actor | None:

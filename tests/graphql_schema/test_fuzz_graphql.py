@@ -22,6 +22,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from api.settings import Settings
 from db.validation import EMAIL_PATTERN
 from graphql_schema.errors import BAD_USER_INPUT
+from graphql_schema.policy import QUERY_TOO_COMPLEX
 from graphql_schema.schema import build_schema
 from tests.fuzzing import FuzzTally, registered_tally, run_fuzz
 from tests.graphql_schema.support import only_error
@@ -109,14 +110,15 @@ def _refused_by_a_rule_the_schema_cannot_state(response: Response) -> bool:
 
     GraphQL types cannot say "a UUID", "at most 500", "`first` or `last`, not both", "a cursor this
     server issued", "an email address" or "a JSON object": the resolvers check these and answer
-    BAD_USER_INPUT naming the field. Nor can they say how large or deep a document may be.
+    BAD_USER_INPUT naming the field. Nor can they say how large or deep a document may be, or how
+    many nodes its answer may hold (QUERY_TOO_COMPLEX, the cost limit).
     """
     try:
         errors = json.loads(response.content).get("errors")
     except (ValueError, AttributeError):
         return False
     return bool(errors) and all(
-        (error.get("extensions") or {}).get("code") == BAD_USER_INPUT
+        (error.get("extensions") or {}).get("code") in (BAD_USER_INPUT, QUERY_TOO_COMPLEX)
         or GUARD_REFUSALS.fullmatch(error.get("message", "")) is not None
         for error in errors
     )

@@ -9,6 +9,7 @@ from graphql import get_introspection_query
 
 from api.app import create_app
 from api.settings import Settings
+from db.api_keys import KeyVerifier
 from db.engine import Database
 from tests.graphql_schema.support import graphql, graphql_data, only_error
 
@@ -74,6 +75,7 @@ async def app_without_events_table(settings: Settings, server_url: str) -> Async
     """The app wired to a real database that lacks the events table: every query fails in SQL."""
     application = create_app(settings)
     application.state.database = await Database.connect(server_url, min_size=1, max_size=2)
+    application.state.key_verifier = KeyVerifier(application.state.database, cache_s=0)
     try:
         yield application
     finally:
@@ -104,6 +106,7 @@ async def test_unreachable_database_is_service_unavailable(settings: Settings, s
     database = await Database.connect(server_url, min_size=1, max_size=1)
     await database.close()  # every acquire now fails as it would with the server gone
     application.state.database = database
+    application.state.key_verifier = KeyVerifier(database, cache_s=0)
     transport = httpx.ASGITransport(app=application)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         body = await graphql(client, '{ actor(email: "a@example.com") { email } }')
@@ -115,6 +118,7 @@ async def test_unreachable_database_is_service_unavailable(settings: Settings, s
 async def test_the_guards_follow_the_settings(app: FastAPI, settings: Settings) -> None:
     strict = create_app(settings.model_copy(update={"graphql_max_depth": 5, "graphql_max_aliases": 1}))
     strict.state.database = app.state.database
+    strict.state.key_verifier = app.state.key_verifier
     transport = httpx.ASGITransport(app=strict)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         deep = await graphql(client, nested_actor_query(2))

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from db.api_keys import create_api_key
+from db.api_keys import create_api_key, revoke_api_key
 from db.engine import Database
 from tests.graphql_schema.test_subscription import TRANSPORT_WS, GraphQLSocket, wait_until_subscribed
 from tests.support import running_service, service_env, valid_event
@@ -59,3 +59,33 @@ async def test_a_read_key_in_connection_init_receives_events(
         assert response.status_code == 201
         received = await socket.events_through(response.json()["id"])
     assert [event["id"] for event in received] == [response.json()["id"]]
+
+
+async def test_revoking_the_key_ends_its_live_feed_with_unauthenticated(
+    guarded_service: str, database: Database
+) -> None:
+    async with database.transaction() as connection:
+        info, read_key = await create_api_key(connection, "revoked subscriber", ["events:read"])
+    write_headers = {"X-API-Key": await _key(database, "events:write")}
+    async with (
+        GraphQLSocket.open(guarded_service, TRANSPORT_WS, {"X-API-Key": read_key}) as socket,
+        httpx.AsyncClient(timeout=15, headers=write_headers) as http,
+    ):
+        await socket.subscribe({"filter": {"component": "revoked"}})
+        await wait_until_subscribed(
+            http, guarded_service, [socket], valid_event(component="revoked", message="a probe")
+        )
+        async with database.transaction() as connection:
+            assert await revoke_api_key(connection, info.id)
+        # API_KEY_CACHE_S is 0 here: the feed re-checks its key every quarter second.
+        while True:
+            message = await _first_message(socket)
+            if message["type"] == "next" and "errors" not in message["payload"]:  # type: ignore[operator]
+                continue  # a probe still in flight
+            break
+        assert message["payload"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"  # type: ignore[index]
+        assert (await _first_message(socket))["type"] == "complete"
+        # Nothing recorded after the revocation reaches the socket.
+        await http.post(f"{guarded_service}/api/events/", json=valid_event(component="revoked"))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(socket.websocket.recv(), 1)
