@@ -6,8 +6,9 @@ one connection for that, whatever its number of subscribers, and hands each even
 subscribers whose filter matches, in the order the notifications arrived.
 
 A subscriber is never silently skipped: when it falls too far behind, or when the LISTEN
-connection drops (events committed meanwhile cannot be replayed), its subscription ends with
-an error after the events it already has, and the client can resubscribe and catch up by query.
+connection drops (events committed meanwhile never reach this process), its subscription ends with
+an error after the events it already has. db.event_follow turns that into latency: it catches up
+from the table and subscribes again.
 """
 
 import asyncio

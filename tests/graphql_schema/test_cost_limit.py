@@ -2,16 +2,19 @@
 request over the limit is refused before any SQL runs."""
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from api.settings import Settings
 from db.engine import Database
 from tests.graphql_schema.support import CountingPool, graphql, graphql_data, only_error
+from tests.graphql_schema.test_subscription import TRANSPORT_WS
 from tests.support import running_service, service_env
 
 DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
@@ -142,3 +145,19 @@ async def test_health_stays_fast_while_amplification_attacks_are_refused(live_se
     # this machine is shared, and what matters is seconds against milliseconds.
     assert max(results[: len(attacks)]) < 2.0, results
     assert max(results[len(attacks) :]) < 2.0, results
+
+
+async def test_a_subscription_is_costed_per_delivered_event_against_its_own_limit(live_server: str) -> None:
+    """1,000 subscribers each re-reading 500 events per recorded event was the issue's attack."""
+    url = live_server.replace("http://", "ws://", 1) + "/graphql"
+    greedy = "subscription { eventRecorded { actor { events(first: 500) { id } } } }"
+    async with connect(url, subprotocols=[TRANSPORT_WS]) as websocket:  # type: ignore[list-item]
+        await websocket.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await websocket.recv())["type"] == "connection_ack"
+        await websocket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": greedy}}))
+        refusal = json.loads(await asyncio.wait_for(websocket.recv(), 15))
+    assert refusal["type"] == "error", refusal
+    [error] = refusal["payload"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    assert error["extensions"]["cost"] == 1 + 1 + 500
+    assert error["extensions"]["maxCost"] == DEFAULTS.graphql_max_subscription_nodes
