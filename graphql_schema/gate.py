@@ -1,6 +1,6 @@
 """The gate every GraphQL operation passes before anything of it runs, over HTTP and websockets alike.
 
-A transport (graphql_schema.http_transport, graphql_schema.websocket_transport) turns what the client
+A transport (graphql_schema.http_transport, graphql_schema.websockets) turns what the client
 sent into an `OperationRequest` (`operation_request`), then asks `admit` whether it may run. `admit`
 parses, picks the operation, validates, coerces the variables and applies the policy (cost limit and
 per-field authorization, graphql_schema.policy), in that order and in this one place, so no resolver

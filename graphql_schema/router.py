@@ -14,7 +14,7 @@ from api.settings import Settings
 from graphql_schema import http_transport
 from graphql_schema.context import Context, get_context
 from graphql_schema.schema import EventsSchema, build_schema
-from graphql_schema.websocket_transport import WebsocketTransports
+from graphql_schema.websockets import WebsocketTransports
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from api.app import create_app
 from api.settings import Settings
 from graphql_schema import policy
 from graphql_schema.router import graphql_router
-from graphql_schema.websocket_transport import KEY_FULL_REASON, PROCESS_FULL_REASON
+from graphql_schema.websockets.connections import KEY_FULL_REASON, PROCESS_FULL_REASON
 from tests.graphql_schema.test_subscription import LEGACY_WS, TRANSPORT_WS, GraphQLSocket
 from tests.support import free_port, running_service, service_env, valid_event
 
