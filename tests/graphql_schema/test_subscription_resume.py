@@ -2,7 +2,7 @@
 
 Over real websockets against real service processes: the replay of what came after the cursor
 joins the live feed with no gap and no duplicate, under a steady write load and across a restart
-of the service.
+of the service; a live subscription rides out a restart of the database.
 """
 
 import asyncio
@@ -16,8 +16,9 @@ import asyncpg
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from db.embedded import EmbeddedPostgres
 from tests.graphql_schema.test_subscription import TRANSPORT_WS
-from tests.support import running_service, service_env, valid_event
+from tests.support import running_service, service_env, start_postgres, stop_postgres, valid_event
 
 RESUME = """subscription($filter: EventFilter, $after: String) {
   eventRecorded(filter: $filter, after: $after) { id message cursor }
@@ -129,3 +130,36 @@ async def test_a_client_resuming_after_a_service_restart_gets_what_it_missed_the
                 live = await post(http, second_service, component, 2)
                 rest = await receive(websocket, 2)
     assert [event["id"] for event in replayed + rest] == missed + live
+
+
+async def test_a_live_subscription_rides_out_a_database_restart_without_an_error(
+    own_server: EmbeddedPostgres,
+) -> None:
+    """The feed's LISTEN connection dies with the database; the subscriber sees only latency."""
+    component = f"dbrestart-{uuid.uuid4().hex[:8]}"
+    env = service_env(DATABASE_URL=own_server.url, DB_CONNECT_TIMEOUT_S="2", DB_ACQUIRE_TIMEOUT_S="2")
+    async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
+        with running_service(env) as (base_url, _process):
+            async with resumed(base_url, component, None) as websocket:
+                await asyncio.sleep(0.5)
+                before = await post(http, base_url, component, 2)
+                seen = await receive(websocket, 2)
+                await asyncio.to_thread(stop_postgres, own_server)
+                await asyncio.to_thread(start_postgres, own_server)
+                after = await _post_when_back(http, base_url, component)
+                seen += await receive(websocket, len(after))
+    assert [event["id"] for event in seen] == before + after
+
+
+async def _post_when_back(http: httpx.AsyncClient, base_url: str, component: str) -> list[str]:
+    """Three events, posted one by one once the service answers 201 again."""
+    posted: list[str] = []
+    for _ in range(300):
+        response = await http.post(f"{base_url}/api/events/", json=valid_event(component=component))
+        if response.status_code == 201:
+            posted.append(response.json()["id"])
+            if len(posted) == 3:
+                return posted
+        else:
+            await asyncio.sleep(0.1)
+    raise AssertionError("the service did not recover")
