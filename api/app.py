@@ -5,7 +5,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.lifespan import lifespan
-from api.middleware import BodySizeLimitMiddleware, ControlCharacterPathMiddleware, RequestLogMiddleware
+from api.middleware import (
+    BodySizeLimitMiddleware,
+    ControlCharacterPathMiddleware,
+    HeaderSizeLimitMiddleware,
+    RequestLogMiddleware,
+)
 from api.settings import Settings
 from graphql_schema.graphiql import mount_graphiql_assets
 from graphql_schema.router import graphql_router
@@ -40,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         ControlCharacterPathMiddleware, not_found_body=orjson.dumps({"message": STATUS_MESSAGES[404]})
     )
+    app.add_middleware(HeaderSizeLimitMiddleware, max_bytes=settings.max_request_header_bytes)
     app.add_middleware(RequestLogMiddleware)
     app.include_router(health.router)
     app.include_router(events.router)

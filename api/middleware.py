@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request ids with one log line per request, and the request body limit."""
+"""Pure-ASGI middleware: request ids with one log line per request, and the request size limits."""
 
 import logging
 import re
@@ -131,6 +131,51 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class HeaderSizeLimitMiddleware:
+    """Answer 431 when a request's header fields together are over `max_bytes`.
+
+    uvicorn's httptools parser puts no bound on them, and h11's bound is a server option, not
+    ours: this holds the same limit whichever parser runs us. The server has read them by now, so
+    this bounds what a request may make the app hold and parse, not the server's own buffer. The
+    target is not counted: a long query string carries filter values, which the filters bound.
+    Websocket handshakes are refused before they are accepted: with the same 431 where the server
+    can send an HTTP answer, else by closing.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or _header_bytes(scope) <= self.max_bytes:
+            await self.app(scope, receive, send)
+            return
+        body = orjson.dumps(
+            {"message": f"The request headers are larger than the limit of {self.max_bytes} bytes."}
+        )
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if scope["type"] == "http":
+            # The body is left unread: closing is cheaper than draining whatever follows.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 431,
+                    "headers": [*headers, (b"connection", b"close")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        elif "websocket.http.response" in (scope.get("extensions") or {}):
+            await send({"type": "websocket.http.response.start", "status": 431, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 1008})
+
+
+def _header_bytes(scope: Scope) -> int:
+    """The header fields' size as sent, near enough: each as `name: value` plus CRLF."""
+    return sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
 
 
 class ControlCharacterPathMiddleware:

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     max_data_depth: int = Field(default=32, ge=1)
     # Larger request bodies are refused with 413 before they are read into memory.
     max_request_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    # A request's header fields together; over it is a 431. 16 KiB is the bound of uvicorn's h11
+    # parser (h11's default, request line included) and of Node.js, so the service answers alike
+    # under either uvicorn parser; httptools has none. Browsers and API clients stay far below it
+    # (a cookie is at most 4 KiB; our own headers are short). Raise it for large cookie jars.
+    max_request_header_bytes: int = Field(default=16 * 1024, ge=4096)
     # Browser origins allowed to call the API (REST and GraphQL), e.g. ["https://app.example.com"].
     # None by default: same-origin pages (GraphiQL, the docs) need no CORS.
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -1,15 +1,22 @@
 """The connection pool and the one place that owns transactions."""
 
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import asyncpg
 
 from db.urls import as_libpq_url
 
+log = logging.getLogger(__name__)
+
 
 class DatabaseUnavailable(Exception):
-    """The database could not be reached (or answered too slowly); callers may retry later."""
+    """The database could not do the work now; nothing was committed, so callers may retry later.
+
+    Raised when it cannot be reached, answers too slowly, or rolls a transaction back to break a
+    deadlock or a serialization conflict.
+    """
 
 
 # What asyncpg and the OS raise when the server is down, restarting or unreachable.
@@ -21,6 +28,13 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,
     asyncpg.AdminShutdownError,
+)
+
+# The server rolled the transaction back to break a deadlock or keep SERIALIZABLE honest: nothing
+# was written, and the same request retried is expected to succeed (PostgreSQL says as much).
+TRANSACTION_CONFLICTS: tuple[type[BaseException], ...] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
 )
 
 
@@ -102,5 +116,23 @@ class Database:
         except asyncpg.QueryCanceledError as error:
             # statement_timeout fired: the database is too slow to answer right now.
             raise DatabaseUnavailable(f"statement cancelled: {error}") from error
+        except TRANSACTION_CONFLICTS as error:
+            raise DatabaseUnavailable(f"transaction rolled back: {error}") from error
         finally:
+            await self._release(connection)
+
+    async def _release(self, connection: asyncpg.Connection) -> None:
+        """Hand `connection` back to the pool; one that fails its reset is dropped, with a warning.
+
+        Release runs after the block's outcome is settled: a COMMIT that succeeded is an
+        acknowledged write, and a connection that dies afterwards (the reset query finds it gone)
+        must not turn that answer into an error. A block that failed keeps its own error.
+        """
+        try:
             await self.pool.release(connection)
+        except Exception as error:
+            log.warning("dropping a database connection that failed on release: %r", error)
+            # asyncpg terminates a connection whose reset failed, which detaches the proxy (then
+            # InterfaceError); terminating here covers any other path, so the pool opens a new one.
+            with suppress(asyncpg.InterfaceError):
+                connection.terminate()
