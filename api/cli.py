@@ -6,10 +6,9 @@ import copy
 import logging
 import re
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import asyncpg
 import typer
@@ -17,25 +16,26 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.supervisors import Multiprocess
 
+from api.database_setup import DatabaseNotReady, prepared_database
 from api.settings import Settings
 from db import api_keys
-from db.embedded import start_embedded
-from db.engine import CONNECTION_ERRORS, Database
-from db.migrate import upgrade_to_head
+from db.engine import Database
 from db.retention import forget_idempotency_keys_before, prune_events_before
 from db.urls import masked_url
 
 T = TypeVar("T")
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="activity-service: an event log.")
-
-ANNOUNCE_WAIT_AFTER_S = 2.0
+# Plain (click) help rather than typer's rich panels: those print a type such as `<bool>` beside
+# every flag, --help included; plain help shows a flag bare and an option with its metavar.
+cli = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="activity-service: an event log."
+)
 
 # Our own packages log through uvicorn's handler, so every worker prints the same way.
 OWN_LOGGERS = ("api", "db", "rest", "graphql_schema")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """One clear line on stderr and a non-zero exit, instead of a traceback."""
     typer.echo(f"activity-service: {message}", err=True)
     raise typer.Exit(1)
@@ -50,43 +50,29 @@ def load_settings() -> Settings:
             f"{'.'.join(str(p) for p in item['loc']).upper()}: {item['msg']}" for item in error.errors()
         )
         fail(f"invalid settings: {problems}")
-        raise AssertionError("unreachable") from error
 
 
-def wait_for_database(url: str, timeout_s: float) -> None:
-    """Try to connect until `timeout_s` has passed; fail with one line if the database never answers.
+def say(line: str) -> None:
+    """A progress line for the operator, on stderr so that stdout stays the command's result."""
+    typer.echo(f"activity-service: {line}", err=True)
 
-    A database that is merely slow to come up (compose, a restart) is waited for; the wait is
-    announced once it has lasted a couple of seconds, so a quick failure stays a single line.
+
+def with_prepared_database(
+    settings: Settings, operation: Callable[[str], Awaitable[T]], *, migrate_external: bool
+) -> T:
+    """Run `operation` on the URL of the prepared database (api.database_setup), then let it go.
+
+    A database that cannot be used becomes one line on stderr and exit status 1.
     """
-    started = time.monotonic()
-    announced = False
-    while True:
-        try:
-            asyncio.run(_probe(url, timeout_s))
-            return
-        except asyncpg.InvalidPasswordError as error:
-            fail(f"database {masked_url(url)} refused the credentials: {error}")
-        except asyncpg.InvalidCatalogNameError as error:
-            fail(f"database {masked_url(url)} does not exist: {error}")
-        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as error:
-            waited = time.monotonic() - started
-            if waited >= timeout_s:
-                reason = str(error) or type(error).__name__
-                fail(f"cannot reach the database at {masked_url(url)} (waited {waited:.0f} s): {reason}")
-            if not announced and waited >= ANNOUNCE_WAIT_AFTER_S:
-                typer.echo(
-                    f"activity-service: waiting up to {timeout_s:.0f} s for the database at "
-                    f"{masked_url(url)} ...",
-                    err=True,
-                )
-                announced = True
-            time.sleep(0.5)
 
+    async def run() -> T:
+        async with prepared_database(settings, migrate_external=migrate_external, announce=say) as url:
+            return await operation(url)
 
-async def _probe(url: str, timeout_s: float) -> None:
-    connection = await asyncpg.connect(url, timeout=timeout_s)
-    await connection.close()
+    try:
+        return asyncio.run(run())
+    except DatabaseNotReady as error:
+        fail(str(error))
 
 
 class CleanExitServer(uvicorn.Server):
@@ -132,25 +118,24 @@ def log_config(level: str) -> dict[str, object]:
 
 @cli.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 5000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="TCP port.")] = 5000,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes.")] = 1,
     migrate: Annotated[
         bool, typer.Option("--migrate", help="Apply migrations first (external database).")
     ] = False,
 ) -> None:
     """Serve the REST and GraphQL API with uvicorn."""
     settings = load_settings()
-    url = settings.external_database_url
-    if url is None:
-        typer.echo(
-            f"activity-service: embedded PostgreSQL, data in {settings.activity_data_dir.resolve()}",
-            err=True,
-        )
+    if settings.external_database_url is None:
+        # Each worker's lifespan starts (or attaches to) the embedded server through the same
+        # set-up. Not held here too: pgserver keeps one handle per folder per process, so with one
+        # worker (the lifespan runs in this process) the lifespan's release would drop ours.
+        say(f"embedded PostgreSQL, data in {settings.activity_data_dir.resolve()}")
     else:
-        wait_for_database(url, settings.startup_wait_s)
-        if migrate:
-            upgrade_to_head(url)
+        # Waited for (and migrated) here, once, so a database that is down or wrong is one line
+        # and a non-zero exit before any worker starts.
+        with_prepared_database(settings, _nothing, migrate_external=migrate)
     config = uvicorn.Config(
         "api.app:create_app",
         factory=True,
@@ -172,22 +157,18 @@ def serve(
         raise typer.Exit(3)  # uvicorn's own "startup failed" code; the reason is already logged
 
 
+async def _nothing(url: str) -> None:
+    """Preparing the database is all `serve` needs before uvicorn starts."""
+
+
 @cli.command()
 def migrate() -> None:
     """Bring the configured database's schema to the newest revision (Alembic upgrade head)."""
     settings = load_settings()
+    with_prepared_database(settings, _nothing, migrate_external=True)
     url = settings.external_database_url
-    if url is not None:
-        wait_for_database(url, settings.startup_wait_s)
-        upgrade_to_head(url)
-        typer.echo(f"activity-service: {masked_url(url)} is at the newest schema revision")
-        return
-    embedded = start_embedded(settings.activity_data_dir)
-    try:
-        upgrade_to_head(embedded.url)
-    finally:
-        embedded.release()
-    typer.echo(f"activity-service: embedded database in {embedded.data_dir} is at the newest revision")
+    where = masked_url(url) if url else f"the embedded database in {settings.activity_data_dir.resolve()}"
+    say(f"{where} is at the newest schema revision")
 
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
@@ -203,76 +184,101 @@ def parse_age(text: str) -> timedelta:
     return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
 
 
+_SPOKEN_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def describe_duration(duration: timedelta) -> str:
+    """A duration as people say it: `90 days`, `1 day and 12 hours`, `30 minutes`."""
+    remaining = round(duration.total_seconds())
+    parts = []
+    for unit, seconds in _SPOKEN_UNITS:
+        count, remaining = divmod(remaining, seconds)
+        if count:
+            parts.append(f"{count} {unit}{'' if count == 1 else 's'}")
+    if not parts:
+        return "0 seconds"
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @cli.command()
 def prune(
-    older_than: Annotated[str, typer.Option("--older-than", help="Age, e.g. 90d, 12h, 2w.")],
-    batch_size: Annotated[int, typer.Option(min=1, help="Rows per delete transaction.")] = 5_000,
+    older_than: Annotated[
+        str, typer.Option("--older-than", metavar="AGE", help="Age, e.g. 90d, 12h, 2w or 1d12h.")
+    ],
+    batch_size: Annotated[
+        int, typer.Option(min=1, metavar="ROWS", help="Rows per delete transaction.")
+    ] = 5_000,
 ) -> None:
     """Delete events older than the given age in small batches (safe while serving), and expired
     idempotency keys."""
     age = parse_age(older_than)
     settings = load_settings()
     cutoff = datetime.now(UTC) - age
-    url = settings.external_database_url
-    embedded = None
-    if url is None:
-        embedded = start_embedded(settings.activity_data_dir)
-        url = embedded.url
-    else:
-        wait_for_database(url, settings.startup_wait_s)
     key_window = timedelta(hours=settings.idempotency_window_hours)
+
+    async def run(url: str) -> tuple[int, int]:
+        database = await Database.connect(url, min_size=1, max_size=1)
+        try:
+            deleted = await prune_events_before(database, cutoff, batch_size=batch_size)
+            return deleted, await forget_idempotency_keys_before(database, key_window)
+        finally:
+            await database.close()
+
+    deleted, forgotten = _run_on_schema(settings, run)
+    typer.echo(
+        f"activity-service: deleted {_plural(deleted, 'event')} older than {describe_duration(age)} "
+        f"(created before {cutoff:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+    typer.echo(
+        f"activity-service: forgot {_plural(forgotten, 'idempotency key')} older than "
+        f"{describe_duration(key_window)} (IDEMPOTENCY_WINDOW_HOURS)"
+    )
+
+
+def _run_on_schema(settings: Settings, operation: Callable[[str], Awaitable[T]]) -> T:
+    """`operation` on the prepared database; an external one without our tables is one clear line.
+
+    An external database is not migrated here: its schema changes only when its operator says so
+    (`migrate`, `serve --migrate`, MIGRATE_ON_START). The embedded one always is.
+    """
     try:
-        deleted, forgotten = asyncio.run(_prune(url, cutoff, batch_size, key_window))
-    finally:
-        if embedded is not None:
-            embedded.release()
-    typer.echo(f"activity-service: deleted {deleted} events created before {cutoff.isoformat()}")
-    typer.echo(f"activity-service: forgot {forgotten} idempotency keys older than {key_window}")
+        return with_prepared_database(settings, operation, migrate_external=False)
+    except asyncpg.UndefinedTableError as error:
+        fail(
+            f"the database has no activity-service tables yet ({error}); run `activity-service migrate` first"
+        )
 
 
-async def _prune(url: str, cutoff: datetime, batch_size: int, key_window: timedelta) -> tuple[int, int]:
-    database = await Database.connect(url, min_size=1, max_size=1)
-    try:
-        deleted = await prune_events_before(database, cutoff, batch_size=batch_size)
-        return deleted, await forget_idempotency_keys_before(database, key_window)
-    finally:
-        await database.close()
-
-
-keys_cli = typer.Typer(no_args_is_help=True, help="Manage API keys (create, list, revoke).")
+keys_cli = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Manage API keys (create, list, revoke)."
+)
 cli.add_typer(keys_cli, name="keys")
 
 
 def _run_with_database(operation: Callable[[Database], Awaitable[T]]) -> T:
-    """Run `operation` on the configured database (starting the embedded one if need be)."""
-    settings = load_settings()
-    url = settings.external_database_url
-    embedded = None
-    if url is None:
-        embedded = start_embedded(settings.activity_data_dir)
-        url = embedded.url
-        upgrade_to_head(url)
-    else:
-        wait_for_database(url, settings.startup_wait_s)
+    """Run `operation` on a one-connection pool on the prepared database."""
 
-    async def run() -> T:
+    async def run(url: str) -> T:
         database = await Database.connect(url, min_size=1, max_size=1)
         try:
             return await operation(database)
         finally:
             await database.close()
 
-    try:
-        return asyncio.run(run())
-    finally:
-        if embedded is not None:
-            embedded.release()
+    return _run_on_schema(load_settings(), run)
 
 
 @keys_cli.command("create")
 def keys_create(
-    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
-    scope: Annotated[list[str], typer.Option("--scope", help=f"Repeatable: {', '.join(api_keys.SCOPES)}.")],
+    name: Annotated[str, typer.Option(metavar="NAME", help="Who or what the key is for.")],
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", metavar="SCOPE", help=f"Repeatable: {', '.join(api_keys.SCOPES)}."),
+    ],
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
 
@@ -284,27 +290,38 @@ def keys_create(
         info, raw_key = _run_with_database(create)
     except ValueError as error:
         fail(str(error))
-        return
     typer.echo(f"created key {info.id} ({info.name}) with scopes {' '.join(info.scopes)}", err=True)
     typer.echo("the key is shown this once; store it now:", err=True)
     typer.echo(raw_key)
 
 
+KEY_LIST_HEADER = ("ID", "NAME", "SCOPES", "CREATED", "STATUS")
+
+
 @keys_cli.command("list")
 def keys_list() -> None:
-    """List keys (never the keys themselves): id, name, scopes, created, revoked."""
+    """List keys (never the keys themselves): id, name, scopes, created, status."""
 
     async def fetch(database: Database) -> list[api_keys.ApiKeyInfo]:
         async with database.transaction() as connection:
             return await api_keys.list_api_keys(connection)
 
-    for key in _run_with_database(fetch):
-        revoked = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
-        typer.echo(f"{key.id}\t{key.name}\t{','.join(key.scopes)}\t{key.created_at.isoformat()}\t{revoked}")
+    keys = _run_with_database(fetch)
+    rows = [KEY_LIST_HEADER]
+    for key in keys:
+        status = f"revoked {key.revoked_at:%Y-%m-%d %H:%M:%S}" if key.revoked_at else "active"
+        rows.append((key.id, key.name, ",".join(key.scopes), f"{key.created_at:%Y-%m-%d %H:%M:%S}", status))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(KEY_LIST_HEADER))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if not keys:
+        say("no API keys yet; create one with `keys create --name NAME --scope SCOPE`")
 
 
 @keys_cli.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (see `keys list`).")]) -> None:
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (see `keys list`).")],
+) -> None:
     """Revoke a key; requests with it are refused from then on."""
 
     async def revoke(database: Database) -> bool:

@@ -1,6 +1,5 @@
 """Startup and shutdown: embedded server (when none is configured), migrations, pool, live feed, writer."""
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -8,13 +7,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.database_setup import prepared_database
 from api.settings import Settings
 from db.api_keys import KeyVerifier
-from db.embedded import start_embedded
 from db.engine import Database
 from db.event_hub import EventHub
 from db.group_commit import GroupCommitter
-from db.migrate import upgrade_to_head_async
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +22,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open everything the app needs on startup; release it, in reverse, on shutdown."""
     settings: Settings = app.state.settings
     async with AsyncExitStack() as resources:
-        url = settings.external_database_url
-        if url is None:
-            embedded = await asyncio.to_thread(start_embedded, settings.activity_data_dir)
-            # Registered at once: uvicorn re-raises SIGTERM after shutdown, so pgserver's own
-            # atexit hook never runs and only an explicit release stops the server cleanly.
-            resources.callback(embedded.release)
-            log.info("embedded PostgreSQL: data in %s", embedded.data_dir)
-            url = embedded.url
-            await upgrade_to_head_async(url)
-        elif settings.migrate_on_start:
-            await upgrade_to_head_async(url)
+        # Entered first, so it is left last: the embedded server outlives the pool and the feed.
+        url = await resources.enter_async_context(
+            prepared_database(settings, migrate_external=settings.migrate_on_start)
+        )
+        # Said once per process at startup: whether a client without a key will be let in is the
+        # first thing an operator wants to confirm, and nothing else in the log shows it.
+        log.info("API keys required: %s (AUTH_REQUIRED)", "yes" if settings.auth_required else "no")
         database = await Database.connect(
             url,
             min_size=settings.db_pool_min_size,

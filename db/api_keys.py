@@ -102,12 +102,17 @@ async def revoke_api_key(connection: asyncpg.Connection, key_id: str) -> bool:
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str | None:
-    """The key a request presents: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
-    authorization = headers.get("authorization", "")
+    """The key a request presents: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+
+    An Authorization header that holds no Bearer key (`Basic ...`, a bare `Bearer`) is passed on
+    as it is, unless X-API-Key carries a key: the caller then hears the credentials are not a valid
+    key, rather than that none was sent.
+    """
+    authorization = headers.get("authorization", "").strip()
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
-    return headers.get("x-api-key") or None
+    return headers.get("x-api-key") or authorization or None
 
 
 class KeyVerifier:
@@ -133,6 +138,12 @@ class KeyVerifier:
         """The key's description if it is valid (present, known, not revoked); NotAuthenticated otherwise."""
         if not raw_key:
             raise NotAuthenticated("An API key is required: send 'Authorization: Bearer <key>'.")
+        if " " in raw_key.strip():
+            # Keys never hold a space: these are credentials in another scheme (`Basic ...`). The
+            # scheme is not echoed back: it is the client's text, of any length.
+            raise NotAuthenticated(
+                "The credentials are not a valid API key (expected 'Authorization: Bearer <key>')."
+            )
         key = await self._verify(raw_key)
         if key is None:
             raise NotAuthenticated("The API key is not valid (unknown, malformed or revoked).")
