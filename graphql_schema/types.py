@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import re
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import orjson
 import strawberry
 from strawberry.scalars import JSON
 
+from db.json_text import decode_json
 from db.repository import EventKey
 from graphql_schema.context import Context
 from graphql_schema.cursors import encode_cursor
@@ -84,18 +82,9 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
         environment=record["environment"],
         email=record["email"],
         message=record["message"],
-        data=decode_data(data) if isinstance(data, str) else data,
+        data=decode_json(data) if isinstance(data, str) else data,
         created_at=record["created_at"],
     )
-
-
-# orjson turns integers beyond 64 bits into floats; a run of 20+ digits sends us to the exact parser.
-_LONG_DIGITS = re.compile(r"\d{20}")
-
-
-def decode_data(text: str) -> dict[str, Any]:
-    """`data` JSON text as a dict, keeping every digit of integers beyond 64 bits."""
-    return json.loads(text) if _LONG_DIGITS.search(text) else orjson.loads(text)
 
 
 def actor_from_stats(stats: Mapping[str, Any]) -> Actor:

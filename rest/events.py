@@ -5,11 +5,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from db.filters import EventFilter, check_filter
+from db.json_text import json_bytes
 from db.repository import get_event, stream_events
 from db.validation import parse_event_payload
 from db.writes import record_one
@@ -198,7 +198,7 @@ async def _stream_response(
     def render(records: list[Any]) -> bytes:
         if mask is None:
             return b",".join(event_json(record) for record in records)
-        return b",".join(orjson.dumps(apply_fields_mask(event_dict(record), mask)) for record in records)
+        return b",".join(json_bytes(apply_fields_mask(event_dict(record), mask)) for record in records)
 
     async def body() -> AsyncIterator[bytes]:
         async with resources:

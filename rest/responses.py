@@ -1,17 +1,17 @@
-"""JSON responses the way every /api answer is made: orjson bytes, `application/json`."""
+"""JSON responses the way every /api answer is made: UTF-8 JSON bytes, `application/json`."""
 
 from collections.abc import Mapping
 
-import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
 from db.engine import Database
+from db.json_text import json_bytes
 
 
 def json_response(body: object, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    """Serialise `body` with orjson (or send bytes as they are) as application/json."""
-    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    """Serialise `body` (every digit of big integers kept), or send bytes as they are, as application/json."""
+    content = body if isinstance(body, bytes) else json_bytes(body)
     return Response(content, status_code=status_code, headers=headers, media_type="application/json")
 
 

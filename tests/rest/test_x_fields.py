@@ -146,3 +146,17 @@ async def test_x_fields_follows_the_flask_restplus_grammar_on_get(
     response = await client.get("/api/events/", headers={"X-Fields": mask})
     assert response.status_code == 200, response.text
     assert response.json() == {"events": [{"id": created["id"]}]}
+
+
+async def test_a_masked_answer_keeps_every_digit_of_big_integers_in_data(client: httpx.AsyncClient) -> None:
+    """Masking decodes `data`: with the same exact rule as GraphQL, not a float parser."""
+    big = 123456789012345678901234567890
+    fields = '"component": "c", "environment": "e", "email": "a@b.co", "message": "m"'
+    body = f'{{{fields}, "data": {{"n": {big}}}}}'
+    posted = await client.post(
+        "/api/events/", content=body, headers={"Content-Type": "application/json", "X-Fields": "data"}
+    )
+    assert posted.status_code == 201
+    assert str(big) in posted.text
+    listed = await client.get("/api/events/", headers={"X-Fields": "events{data}"})
+    assert f'"n":{big}' in listed.text.replace(" ", "")
