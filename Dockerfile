@@ -14,7 +14,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /wheels /wheels
+# GraphiQL's pinned browser files are baked in at build time (Python alone fetches them from the
+# npm registry and checks their hashes), so the image serves GraphiQL with no internet.
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+    && python -m graphql_schema.graphiql_assets fetch \
+    && python -m graphql_schema.graphiql_assets verify \
     && useradd --create-home --uid 10001 activity
 
 USER activity

@@ -1,4 +1,4 @@
-"""GraphiQL's browser files, fetched from their npm packages at set-up and verified, never committed.
+"""GraphiQL's browser files, fetched from the npm registry at set-up and verified, never committed.
 
     python -m graphql_schema.graphiql_assets fetch    # idempotent; dev.py runs it after installing
     python -m graphql_schema.graphiql_assets verify   # exit 1 unless every file is present and verified
@@ -6,6 +6,9 @@
 The pins are exactly the files (versions and `integrity` hashes) that Strawberry's own GraphiQL page loads
 from a CDN; serving byte-identical local copies lets the page keep its `integrity` attributes and work with
 no internet. Without them the page falls back to Strawberry's CDN page (see graphql_schema/graphiql.py).
+The download needs Python alone (no Node, no npm): the registry's tarballs over HTTPS, from the registry
+npm itself would use (`npm_config_registry`, ~/.npmrc), so a Docker build or a Python-only machine gets
+them too.
 """
 
 import base64
@@ -14,30 +17,24 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import URLError
+from urllib.parse import quote
+from urllib.request import urlopen
 
 logger = logging.getLogger(__name__)
 
 VENDOR_DIR = Path(__file__).resolve().parent / "static" / "vendor"
 FETCH_COMMAND = "python -m graphql_schema.graphiql_assets fetch"
-NPM_TIMEOUT_S = 120
-# --prefer-offline: a warm npm cache is enough, so a fetch works offline once it has worked online.
-# The rest fail fast when offline (npm's defaults retry for over a minute, and dev.py runs this every time
-# the files are missing) while still allowing one retry and a slow link for the 3.6 MB graphiql tarball.
-NPM_OPTIONS = (
-    "--prefer-offline",
-    "--fetch-retries=1",
-    "--fetch-retry-mintimeout=1000",
-    "--fetch-retry-maxtimeout=3000",
-    "--fetch-timeout=30000",
-)
+DEFAULT_REGISTRY = "https://registry.npmjs.org/"
+# Fails fast when offline (dev.py runs the fetch whenever files are missing) yet leaves a slow link
+# time for the 3.6 MB graphiql tarball.
+DOWNLOAD_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True)
@@ -111,11 +108,11 @@ def local_assets_available() -> bool:
 
 
 class FetchError(Exception):
-    """npm is missing or offline, or its packages lack the pinned files."""
+    """The npm registry cannot be reached, or its packages lack the pinned files."""
 
 
 class IntegrityError(FetchError):
-    """npm delivered a file whose sha384 differs from the pin: nothing was installed for it."""
+    """The registry delivered a file whose hash differs from the pin: nothing was installed for it."""
 
 
 def fetch_assets(vendor_dir: Path = VENDOR_DIR, assets: Iterable[Asset] = PINNED) -> None:
@@ -125,14 +122,11 @@ def fetch_assets(vendor_dir: Path = VENDOR_DIR, assets: Iterable[Asset] = PINNED
     if not wanted:
         logger.info("all %d files present and sha384-verified in %s", len(assets), vendor_dir)
         return
-    npm = shutil.which("npm")
-    if npm is None:
-        raise FetchError("npm not found on PATH (install Node.js with npm)")
-    specs = sorted({asset.spec for asset in wanted})
+    packages = sorted({(asset.package, asset.version) for asset in wanted})
     with tempfile.TemporaryDirectory(prefix="graphiql-assets-") as download_dir:
-        tarballs = _npm_pack(npm, specs, Path(download_dir))
+        tarballs = _download_tarballs(packages, Path(download_dir))
         for asset in wanted:
-            data = _read_from_tarball(tarballs[asset.spec], asset.path)
+            data = _read_from_tarball(tarballs[(asset.package, asset.version)], asset.path)
             actual = sha384_base64(data)
             if actual != asset.sha384:
                 raise IntegrityError(
@@ -143,33 +137,57 @@ def fetch_assets(vendor_dir: Path = VENDOR_DIR, assets: Iterable[Asset] = PINNED
     local_assets_available.cache_clear()
 
 
-def _npm_pack(npm: str, specs: list[str], destination: Path) -> dict[str, Path]:
-    """Download the packages' tarballs with the ordinary npm client; returns spec -> tarball."""
-    logger.info("npm pack %s", " ".join(specs))
-    command = [npm, "pack", *specs, "--pack-destination", str(destination), "--json", *NPM_OPTIONS]
-    try:
-        result = subprocess.run(
-            command, cwd=destination, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as error:
-        raise FetchError(f"npm pack gave no answer in {NPM_TIMEOUT_S} s (offline?)") from error
-    if result.returncode != 0:
-        raise FetchError(f"npm pack failed (offline?): {_npm_error(result)}")
-    packed = json.loads(result.stdout)
-    tarballs = {f"{entry['name']}@{entry['version']}": destination / entry["filename"] for entry in packed}
-    missing = [spec for spec in specs if spec not in tarballs]
-    if missing:
-        raise FetchError(f"npm pack did not return {', '.join(missing)}")
+def registry_url() -> str:
+    """The npm registry to download from, found as npm itself would find it.
+
+    `npm_config_registry` in the environment (how npm passes its settings on, and how CI mirrors
+    are usually set), else a `registry=` line in ~/.npmrc, else the public registry.
+    """
+    for name in ("npm_config_registry", "NPM_CONFIG_REGISTRY"):
+        if os.environ.get(name):
+            return os.environ[name].rstrip("/") + "/"
+    npmrc = Path.home() / ".npmrc"
+    if npmrc.is_file():
+        for line in npmrc.read_text(errors="replace").splitlines():
+            name, _, value = line.partition("=")
+            if name.strip() == "registry" and value.strip():
+                return value.strip().rstrip("/") + "/"
+    return DEFAULT_REGISTRY
+
+
+def _download_tarballs(packages: list[tuple[str, str]], destination: Path) -> dict[tuple[str, str], Path]:
+    """Each package's tarball from the npm registry over HTTPS, with Python alone (no npm needed).
+
+    The registry's own `dist.integrity` (sha512) is checked for the whole tarball; the pinned
+    sha384 of each file is checked after, by the caller.
+    """
+    registry = registry_url()
+    tarballs: dict[tuple[str, str], Path] = {}
+    for package, version in packages:
+        # A scoped name travels with its slash escaped: @graphiql%2fplugin-explorer.
+        metadata = json.loads(_get(f"{registry}{quote(package, safe='@')}/{version}"))
+        dist = metadata.get("dist") or {}
+        data = _get(dist["tarball"])
+        algorithm, _, expected = str(dist.get("integrity", "")).partition("-")
+        if algorithm in ("sha512", "sha384", "sha256"):
+            actual = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
+            if actual != expected:
+                raise IntegrityError(
+                    f"{package}@{version}'s tarball does not match the registry's {algorithm}"
+                )
+        target = destination / f"{package.replace('/', '-')}-{version}.tgz"
+        target.write_bytes(data)
+        tarballs[(package, version)] = target
     return tarballs
 
 
-def _npm_error(result: subprocess.CompletedProcess[str]) -> str:
-    """npm's own one-line summary of a failure (in its --json output), else its first error lines."""
+def _get(url: str) -> bytes:
+    logger.info("GET %s", url)
     try:
-        return str(json.loads(result.stdout)["error"]["summary"])
-    except (ValueError, KeyError, TypeError):
-        lines = [line for line in result.stderr.splitlines() if line.lower().startswith("npm err")]
-        return " | ".join(lines[:4]) or f"exit status {result.returncode}"
+        with urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            return response.read()
+    except (URLError, TimeoutError, OSError) as error:
+        raise FetchError(f"cannot download {url} (offline?): {error}") from error
 
 
 def _read_from_tarball(tarball: Path, path: str) -> bytes:

@@ -135,6 +135,17 @@ def test_dockerfile_installs_without_pip_cache_and_serves_on_port_5000() -> None
     assert option(argv, "--port") == "5000"
 
 
+def test_dockerfile_bakes_in_verified_graphiql_files_before_dropping_root() -> None:
+    instructions = dockerfile_instructions()
+    runs = [arguments for name, arguments in instructions if name == "RUN"]
+    baking = next(command for command in runs if "graphiql_assets fetch" in command)
+    # verify fails the build when the registry could not be reached (fetch alone only warns).
+    assert baking.index("graphiql_assets fetch") < baking.index("graphiql_assets verify")
+    assert instructions.index(("RUN", baking)) < next(
+        index for index, (name, _arguments) in enumerate(instructions) if name == "USER"
+    )
+
+
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".venv", ".data", ".git", ".env", "**/__pycache__", ".pytest_cache"} <= ignored

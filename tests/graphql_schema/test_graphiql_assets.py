@@ -111,9 +111,18 @@ def test_fetch_with_files_present_needs_no_npm(
     assert asset_problems(copy) == {}
 
 
-def test_fetch_without_npm_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    with pytest.raises(FetchError, match="npm not found"):
+def test_fetch_needs_python_alone_not_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no node, no npm
+    fetch_assets(tmp_path / "vendor")
+    assert asset_problems(tmp_path / "vendor") == {}
+
+
+def test_an_unreachable_registry_is_a_fetch_error_and_installs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The registry npm would use is the one we use: here one where nothing listens.
+    monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9/")
+    with pytest.raises(FetchError, match=r"cannot download http://127\.0\.0\.1:9/"):
         fetch_assets(tmp_path / "vendor")
     assert not (tmp_path / "vendor").exists()
 
@@ -122,7 +131,7 @@ def test_fetch_command_exits_0_with_a_warning_when_offline(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def offline() -> None:
-        raise FetchError("npm pack failed (offline?)")
+        raise FetchError("cannot download the packages (offline?)")
 
     monkeypatch.setattr(graphiql_assets, "fetch_assets", offline)
     with caplog.at_level(logging.WARNING, logger=graphiql_assets.__name__):
