@@ -1,6 +1,7 @@
 """A real PostgreSQL for the whole run: embedded by default, TEST_DATABASE_URL for another server.
 
 Each run gets a fresh database, migrated once; each test starts with an empty events table.
+Tests write only to temporary folders (see hypothesis_storage and tests/support.py's service_env).
 """
 
 import os
@@ -15,6 +16,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from api.app import create_app
 from api.settings import Settings
@@ -23,7 +25,31 @@ from db.embedded import EmbeddedPostgres, start_embedded
 from db.engine import Database
 from db.migrate import upgrade_to_head
 from db.urls import as_libpq_url
+from graphql_schema.graphiql_assets import FetchError, fetch_assets
 from tests.support import run_statement, running_service, service_env, with_database
+
+# Fixtures that start a service or PostgreSQL process: every test using one is marked `slow`
+# (pytest_collection_modifyitems), so a new test that needs a process is left out of the fast subset
+# without anyone having to remember the marker.
+PROCESS_FIXTURES = frozenset({"live_server", "own_server", "embedded_data_dir"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hypothesis_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Hypothesis (under schemathesis) keeps its caches in this run's temporary folder.
+
+    Its default is ./.hypothesis in the working directory, i.e. inside the repository; the fuzz tests
+    run with `database=None`, but Hypothesis still writes its constants and Unicode caches there.
+    """
+    set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
+    yield
+    set_hypothesis_home_dir(None)
 
 
 @contextmanager
@@ -118,14 +144,35 @@ async def empty_events_table(database_url: str) -> None:
     """Every test starts with no events."""
     connection = await asyncpg.connect(database_url)
     try:
-        await connection.execute("TRUNCATE events, idempotency_keys")
+        # TRUNCATE takes ~30 ms even on empty tables (new files for every table and index): over half of
+        # the fast subset's time. Most tests write nothing, so look before truncating.
+        written = "SELECT EXISTS (SELECT FROM events) OR EXISTS (SELECT FROM idempotency_keys)"
+        if await connection.fetchval(written):
+            await connection.execute("TRUNCATE events, idempotency_keys")
     finally:
         await connection.close()
 
 
 @pytest.fixture(scope="session")
-def live_server(database_url: str) -> Iterator[str]:
-    """A real uvicorn (one worker) serving the test database; yields its base URL."""
+def graphiql_files() -> str | None:
+    """Fetch GraphiQL's pinned files (a no-op when present); None once they are there, else why not.
+
+    This must happen before any service that a browser test uses starts: a service decides once, at
+    start-up, whether to mount the files' folder, but builds its GraphiQL page at the first request.
+    Started before the fetch, it serves a page pointing at files that all answer 404, and GraphiQL
+    never gets past "Loading..." (the 30 s timeouts of a full run, where an earlier test had already
+    started the shared live server).
+    """
+    try:
+        fetch_assets()
+    except FetchError as error:
+        return str(error)
+    return None
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url: str, graphiql_files: str | None) -> Iterator[str]:
+    """A real uvicorn (one worker) serving the test database, GraphiQL files included; yields its base URL."""
     with running_service(service_env(DATABASE_URL=database_url)) as (base_url, _process):
         yield base_url
 

@@ -4,6 +4,7 @@ They come from the npm registry at test time, into a temporary folder per run: n
 is committed. Where Node.js or npm is missing the test skips, saying so loudly (CI has both).
 """
 
+import atexit
 import json
 import shutil
 import subprocess
@@ -32,6 +33,7 @@ def npm_install(packages: Mapping[str, str]) -> Path:
     if wanted in _installed:
         return _installed[wanted]
     folder = Path(tempfile.mkdtemp(prefix="activity-npm-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # removed when the test run ends
     (folder / "package.json").write_text(
         json.dumps({"name": "activity-service-test-tools", "private": True, "dependencies": dict(wanted)})
     )

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,14 +48,39 @@ def free_port() -> int:
 
 
 def service_env(**overrides: str) -> dict[str, str]:
-    """The environment for a service subprocess: ours, minus anything that picks a database."""
+    """The environment for a service subprocess: ours, minus anything that picks a database.
+
+    Its data folder defaults to a fresh path under the system's temporary folder: the subprocess runs
+    in the repository, where ACTIVITY_DATA_DIR's default is the developer's own ./.data, and a test
+    that names no database (DATABASE_URL, POSTGRES_*, ACTIVITY_DATA_DIR) must not start a server there.
+    """
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith("POSTGRES_") and key not in ("DATABASE_URL", "ACTIVITY_DATA_DIR")
     }
+    unnamed = Path(tempfile.gettempdir()) / f"activity-test-data-{uuid.uuid4().hex[:12]}"
+    env["ACTIVITY_DATA_DIR"] = str(unnamed)
     env.update(overrides)
     return env
+
+
+def browser_env(home: Path) -> dict[str, str]:
+    """The environment for a test's Chromium, with its home and XDG folders under `home` (a tmp folder).
+
+    Playwright gives Chromium a temporary profile, but Chromium still writes crash-report settings to
+    ~/.config/chromium and a dconf cache to ~/.cache in the real home.
+    """
+    folders = {name: home / name for name in ("config", "cache", "data")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(folders["config"]),
+        "XDG_CACHE_HOME": str(folders["cache"]),
+        "XDG_DATA_HOME": str(folders["data"]),
+    }
 
 
 @contextmanager

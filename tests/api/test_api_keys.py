@@ -98,6 +98,7 @@ def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 async def test_keys_cli_creates_lists_and_revokes(database_url: str, database: Database) -> None:
     created = _cli(database_url, "create", "--name", "billing", "--scope", "events:read")
     assert created.returncode == 0, created.stderr
@@ -118,6 +119,7 @@ async def test_keys_cli_creates_lists_and_revokes(database_url: str, database: D
     assert again.returncode == 1 and "no active key" in again.stderr
 
 
+@pytest.mark.slow
 def test_keys_cli_refuses_unknown_scopes(database_url: str) -> None:
     result = _cli(database_url, "create", "--name", "x", "--scope", "events:delete")
     assert result.returncode == 1

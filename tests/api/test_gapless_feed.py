@@ -15,6 +15,8 @@ import pytest
 
 from tests.support import running_service, service_env, valid_event
 
+pytestmark = pytest.mark.slow
+
 FOLLOW = """query($component: String!, $after: String) {
   events(first: 500, after: $after, orderBy: OLDEST_FIRST, filter: {component: $component}) {
     nodes { id } pageInfo { endCursor }

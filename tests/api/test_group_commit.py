@@ -7,6 +7,7 @@ import time
 
 import asyncpg
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from db.embedded import EmbeddedPostgres
@@ -94,6 +95,7 @@ async def test_concurrent_posts_to_a_live_server_land_exactly_once(
     assert await _transactions_that_wrote(database_url) < 200
 
 
+@pytest.mark.slow
 def test_sigterm_commits_the_writes_waiting_in_a_window(database_url: str) -> None:
     env = service_env(DATABASE_URL=database_url, GROUP_COMMIT_MAX_WAIT_MS="1500")
     messages = [f"pending {index}" for index in range(20)]

@@ -141,6 +141,7 @@ def assert_one_clear_error_line(result: subprocess.CompletedProcess[str], *expec
     return lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["serve", "migrate"])
 def test_wrong_database_url_scheme_fails_with_one_clear_line(command: str) -> None:
     env = service_env(DATABASE_URL="mysql://user:secret@localhost/activity")
@@ -149,6 +150,7 @@ def test_wrong_database_url_scheme_fails_with_one_clear_line(command: str) -> No
     assert "secret" not in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["serve", "migrate"])
 def test_unreachable_database_fails_with_one_clear_line(command: str) -> None:
     port = free_port()  # nothing listens there
@@ -174,6 +176,7 @@ def empty_database(server_url: str) -> Iterator[str]:
         run_statement(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.mark.slow
 def test_migrate_creates_the_events_table_on_an_empty_external_database(empty_database: str) -> None:
     async def tables() -> set[str]:
         connection = await asyncpg.connect(empty_database)
@@ -198,6 +201,7 @@ def test_migrate_creates_the_events_table_on_an_empty_external_database(empty_da
         assert list(created.json()) == EVENT_KEYS
 
 
+@pytest.mark.slow
 def test_created_at_is_the_true_utc_epoch_under_a_non_utc_time_zone(database_url: str) -> None:
     # UTC+05:45 as a POSIX TZ string (no tzdata needed), so local midnight is not UTC midnight.
     env = service_env(DATABASE_URL=database_url, TZ="XST-05:45")
@@ -246,6 +250,7 @@ def test_created_at_is_the_true_utc_epoch_under_a_non_utc_time_zone(database_url
         assert by_id["created_at"] == created["created_at"]
 
 
+@pytest.mark.slow
 def test_postgres_variables_start_the_service_without_database_url(
     server_url: str, database_url: str
 ) -> None:

@@ -7,8 +7,11 @@ import time
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.support import running_service, service_env, valid_event
+
+pytestmark = pytest.mark.slow
 
 
 async def _seed(database_url: str, count: int) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import pytest
 
 from db.embedded import EmbeddedPostgres
 from db.engine import Database
@@ -88,6 +89,7 @@ async def test_a_transaction_that_commits_last_is_stamped_after_every_earlier_co
     assert await stored_ids(database, component) == [early, late]
 
 
+@pytest.mark.slow
 async def test_a_tailing_reader_sees_every_committed_event_exactly_once_under_concurrent_writers(
     database: Database,
 ) -> None:

@@ -13,6 +13,8 @@ import pytest
 from db.filters import EventFilter
 from db.repository import EventKey, page_query, stream_query
 
+pytestmark = pytest.mark.slow
+
 SINCE = datetime.now(UTC) - timedelta(days=2)
 FILTERS = {
     "component": EventFilter(component="component-7"),

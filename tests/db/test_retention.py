@@ -63,6 +63,7 @@ async def test_prune_runs_alongside_concurrent_writes_without_losing_them(
     assert await _count(database, "SELECT count(*) FROM events") == 200
 
 
+@pytest.mark.slow
 def test_prune_command_reports_how_many_it_deleted(database_url: str) -> None:
     asyncio.run(_seed_aged(database_url, 7, timedelta(days=3)))
     result = subprocess.run(

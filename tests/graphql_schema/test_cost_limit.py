@@ -115,6 +115,7 @@ def small_limit_service(database_url: str) -> Iterator[str]:
         yield base_url
 
 
+@pytest.mark.slow
 async def test_the_limits_are_settings(small_limit_service: str) -> None:
     async with httpx.AsyncClient(base_url=small_limit_service, timeout=15) as http:
         body = (await http.post("/graphql", json={"query": "{ events(first: 100) { nodes { id } } }"})).json()

@@ -193,6 +193,7 @@ def guarded_service(database_url: str) -> Iterator[str]:
         yield base_url
 
 
+@pytest.mark.slow
 async def test_every_subscription_path_is_served_exactly_to_the_callers_the_rule_allows(
     guarded_service: str, keys: dict[str, str], database: Database
 ) -> None:

@@ -9,10 +9,10 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from graphql_schema.graphiql import STATIC_URL
-from graphql_schema.graphiql_assets import FETCH_COMMAND, FetchError, fetch_assets
-from tests.support import valid_event
+from graphql_schema.graphiql_assets import FETCH_COMMAND, PINNED
+from tests.support import browser_env, valid_event
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # Debian's chromium: Playwright's own browser download is not possible on these machines.
 CHROMIUM = Path("/usr/bin/chromium")
@@ -26,21 +26,23 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOT = Path("/tmp/graphiql.png")
 # Data and blob URLs never leave the browser (GraphiQL's CSS inlines its fonts as data: URLs).
 IN_BROWSER_SCHEMES = ("data:", "blob:")
 
 
 @pytest.fixture(scope="session")
-def graphiql_assets_fetched() -> None:
-    """The pinned files, fetched before the live server starts (it decides once whether to serve them)."""
-    try:
-        fetch_assets()
-    except FetchError as error:
+def graphiql_assets_fetched(graphiql_files: str | None, live_server: str) -> None:
+    """The pinned files, fetched before the live server started (conftest) and served by it."""
+    if graphiql_files is not None:
         pytest.skip(
-            f"GRAPHIQL BROWSER TEST SKIPPED: the GraphiQL files could not be fetched ({error}); "
+            f"GRAPHIQL BROWSER TEST SKIPPED: the GraphiQL files could not be fetched ({graphiql_files}); "
             f"run `{FETCH_COMMAND}` with npm online."
         )
+    # A server that cannot serve them shows only "Loading...": say so now rather than after a 30 s timeout.
+    probe = f"{live_server}{STATIC_URL}/{PINNED[0].relative_path}"
+    status = httpx.get(probe, timeout=10).status_code
+    if status != 200:
+        pytest.fail(f"the live server answers {status} for {probe} (started before the files were fetched?)")
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +53,11 @@ def chromium_path() -> Path:
 
 
 @pytest.fixture
-async def browser(chromium_path: Path) -> AsyncIterator[Browser]:
+async def browser(chromium_path: Path, tmp_path: Path) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+        chromium = await playwright.chromium.launch(
+            executable_path=str(chromium_path), args=CHROMIUM_ARGS, env=browser_env(tmp_path / "home")
+        )
         try:
             yield chromium
         finally:
@@ -92,7 +96,7 @@ async def open_graphiql(browser: Browser, base_url: str, query: str | None = Non
 
 
 async def test_graphiql_runs_the_example_query_with_every_request_on_our_origin(
-    graphiql_assets_fetched: None, chromium_path: Path, live_server: str, browser: Browser
+    graphiql_assets_fetched: None, chromium_path: Path, live_server: str, browser: Browser, tmp_path: Path
 ) -> None:
     event_id = await record_event(live_server)
     page, requested = await open_graphiql(browser, live_server)
@@ -102,7 +106,8 @@ async def test_graphiql_runs_the_example_query_with_every_request_on_our_origin(
     response_pane = page.locator(".graphiql-response")
     await expect(response_pane).to_contain_text(event_id, timeout=30_000)
     await expect(response_pane).to_contain_text('"totalCount": 1')
-    await page.screenshot(path=str(SCREENSHOT))
+    # Kept in this test's tmp folder (pytest keeps the last three runs') for a look at the rendered page.
+    await page.screenshot(path=str(tmp_path / "graphiql.png"))
     assert f"{live_server}{STATIC_URL}/graphiql@3.8.3/graphiql.min.js" in requested, requested
     assert [url for url in requested if not same_origin(url, live_server)] == []
 

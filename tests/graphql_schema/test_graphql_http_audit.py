@@ -8,7 +8,11 @@ import json
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from tests.npm_packages import npm_install, run_node
+
+pytestmark = pytest.mark.slow
 
 # The current major; graphql is its peer dependency.
 AUDIT_PACKAGES = {"graphql-http": "^1.23.1", "graphql": "^16"}

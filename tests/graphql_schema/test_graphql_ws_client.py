@@ -8,8 +8,12 @@ import json
 import uuid
 from typing import Any
 
+import pytest
+
 from tests.npm_packages import npm_install, run_node
 from tests.support import valid_event
+
+pytestmark = pytest.mark.slow
 
 PACKAGES = {"graphql-ws": "^6", "ws": "^8", "graphql": "^16"}
 

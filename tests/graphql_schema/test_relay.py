@@ -210,6 +210,7 @@ def relay_operations(compiled_relay_app: Path) -> dict[str, str]:
     return json.loads(run_node(compiled_relay_app, script))
 
 
+@pytest.mark.slow
 def test_relay_compiler_generates_a_refetch_query_through_node(
     compiled_relay_app: Path, relay_operations: dict[str, str]
 ) -> None:
@@ -223,6 +224,7 @@ def test_relay_compiler_generates_a_refetch_query_through_node(
     assert "node(id: $id)" in relay_operations["EventRefetchQuery"]
 
 
+@pytest.mark.slow
 def test_relay_compiler_refuses_refetchable_on_a_type_that_is_not_a_node(tmp_path: Path) -> None:
     completed = run_relay_compiler(relay_project(tmp_path, NOT_A_NODE_SOURCE))
     output = completed.stdout + completed.stderr
@@ -231,6 +233,7 @@ def test_relay_compiler_refuses_refetchable_on_a_type_that_is_not_a_node(tmp_pat
     assert "Invalid use of @refetchable on fragment 'ActorCard_actor'" in output, output
 
 
+@pytest.mark.slow
 async def test_relay_refetch_query_runs_against_the_server(
     client: httpx.AsyncClient, database: Database, relay_operations: dict[str, str]
 ) -> None:
@@ -239,6 +242,7 @@ async def test_relay_refetch_query_runs_against_the_server(
     assert data == {"node": {"__typename": "Event", "id": event_id, "message": "refetched"}}
 
 
+@pytest.mark.slow
 async def test_relay_pagination_query_pages_events_with_cursors(
     client: httpx.AsyncClient, database: Database, relay_operations: dict[str, str]
 ) -> None:

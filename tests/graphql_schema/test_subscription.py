@@ -139,6 +139,7 @@ def two_services(database_url: str) -> Iterator[tuple[str, str]]:
         yield multi_worker, single_worker
 
 
+@pytest.mark.slow
 async def test_each_client_receives_exactly_its_events_in_order_from_both_doors_and_processes(
     two_services: tuple[str, str],
 ) -> None:
@@ -189,6 +190,7 @@ async def test_each_client_receives_exactly_its_events_in_order_from_both_doors_
     assert second_received[1]["createdAt"].endswith("+00:00")
 
 
+@pytest.mark.slow
 async def test_the_legacy_graphql_ws_protocol_receives_events_recorded_by_another_process(
     two_services: tuple[str, str],
 ) -> None:

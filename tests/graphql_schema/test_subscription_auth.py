@@ -12,6 +12,8 @@ from db.engine import Database
 from tests.graphql_schema.test_subscription import TRANSPORT_WS, GraphQLSocket, wait_until_subscribed
 from tests.support import running_service, service_env, valid_event
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def guarded_service(database_url: str) -> Iterator[str]:

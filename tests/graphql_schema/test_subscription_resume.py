@@ -14,11 +14,14 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from db.embedded import EmbeddedPostgres
 from tests.graphql_schema.test_subscription import TRANSPORT_WS
 from tests.support import running_service, service_env, start_postgres, stop_postgres, valid_event
+
+pytestmark = pytest.mark.slow
 
 RESUME = """subscription($filter: EventFilter, $after: String) {
   eventRecorded(filter: $filter, after: $after) { id message cursor }

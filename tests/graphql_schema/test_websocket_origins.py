@@ -9,6 +9,8 @@ from websockets.exceptions import InvalidStatus
 
 from tests.support import running_service, service_env
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def cors_service(database_url: str) -> Iterator[str]:

@@ -243,6 +243,7 @@ def refusal_payload(name: str) -> dict[str, Any]:
     return payload
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(REFUSALS))
 async def test_a_refused_operation_gets_one_error_message_and_the_connection_lives_on(
     logged_service: tuple[str, subprocess.Popen[bytes]], name: str
@@ -301,6 +302,7 @@ TRANSPORT_WS_VIOLATIONS: dict[str, object] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(TRANSPORT_WS_VIOLATIONS))
 async def test_a_message_not_as_the_protocol_specifies_closes_4400_with_a_reason(
     logged_service: tuple[str, subprocess.Popen[bytes]], name: str
@@ -314,6 +316,7 @@ async def test_a_message_not_as_the_protocol_specifies_closes_4400_with_a_reason
     assert_no_traceback(process)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("payload", ["token", [1], 5, True])
 async def test_a_connection_init_payload_that_is_not_an_object_closes_4400(
     logged_service: tuple[str, subprocess.Popen[bytes]], payload: object
@@ -341,6 +344,7 @@ EXECUTION_MISTAKES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(EXECUTION_MISTAKES))
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
 async def test_a_mistake_found_while_running_is_a_client_error_and_is_not_logged(
@@ -379,6 +383,7 @@ async def test_legacy_protocol_serves_queries_and_mutations_with_data_then_compl
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(REFUSALS))
 async def test_legacy_protocol_answers_a_refused_operation_with_an_error_message(
     logged_service: tuple[str, subprocess.Popen[bytes]], name: str
@@ -450,6 +455,7 @@ LEGACY_MISTAKES: dict[str, tuple[object, str, str, bool]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(LEGACY_MISTAKES))
 async def test_legacy_protocol_answers_a_client_mistake_with_its_error_messages(
     logged_service: tuple[str, subprocess.Popen[bytes]], name: str
@@ -468,6 +474,7 @@ async def test_legacy_protocol_answers_a_client_mistake_with_its_error_messages(
     assert_no_traceback(process)
 
 
+@pytest.mark.slow
 async def test_legacy_protocol_closes_on_a_start_before_connection_init_and_on_binary_frames(
     logged_service: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
@@ -498,6 +505,7 @@ async def test_legacy_protocol_stop_ends_a_subscription_with_complete(live_serve
 # Logs
 
 
+@pytest.mark.slow
 async def test_the_websocket_handshake_is_logged_without_its_query_string(
     logged_service: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
@@ -631,6 +639,7 @@ async def open_acknowledged(base_url: str, key: str | None = None) -> ClientConn
     raise refused
 
 
+@pytest.mark.slow
 async def test_beyond_the_per_key_cap_a_connection_is_closed_1013_after_connection_init(
     capped_service: str, keys: dict[str, str]
 ) -> None:
@@ -657,6 +666,7 @@ async def test_beyond_the_per_key_cap_a_connection_is_closed_1013_after_connecti
             await websocket.close()
 
 
+@pytest.mark.slow
 async def test_beyond_the_process_cap_a_connection_is_closed_1013_at_once(
     capped_service: str, keys: dict[str, str]
 ) -> None:
@@ -672,6 +682,7 @@ async def test_beyond_the_process_cap_a_connection_is_closed_1013_at_once(
             await websocket.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
 async def test_an_operation_the_key_may_not_run_is_refused_with_its_code(
     capped_service: str, keys: dict[str, str], protocol: str
@@ -686,6 +697,7 @@ async def test_an_operation_the_key_may_not_run_is_refused_with_its_code(
         assert [error["extensions"]["code"] for error in errors] == [code]
 
 
+@pytest.mark.slow
 async def test_a_legacy_connection_beyond_the_per_key_cap_gets_connection_error_then_1013(
     capped_service: str, keys: dict[str, str]
 ) -> None:

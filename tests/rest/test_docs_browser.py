@@ -7,7 +7,9 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
-pytestmark = pytest.mark.browser
+from tests.support import browser_env
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
 # A host name that is neither "localhost" nor "127.0.0.1": Swagger UI treats those two as local and
@@ -24,11 +26,12 @@ def chromium_path() -> Path:
 
 
 @pytest.fixture
-async def browser(live_server: str, chromium_path: Path) -> AsyncIterator[Browser]:
+async def browser(live_server: str, chromium_path: Path, tmp_path: Path) -> AsyncIterator[Browser]:
     port = urlsplit(live_server).port
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(
             executable_path=str(chromium_path),
+            env=browser_env(tmp_path / "home"),
             args=[
                 "--headless",
                 "--no-sandbox",
