@@ -1,4 +1,4 @@
-"""The per-request GraphQL context: the services resolvers use, the caller's key and fresh DataLoaders."""
+"""The per-request GraphQL context: every service resolvers use (typed), the key, fresh DataLoaders."""
 
 from datetime import timedelta
 
@@ -9,6 +9,8 @@ from strawberry.fastapi import BaseContext
 from api.settings import Settings
 from db.api_keys import KeyVerifier, key_from_headers
 from db.engine import Database
+from db.event_hub import EventHub
+from db.group_commit import GroupCommitter
 from db.writes import KeyScope
 from graphql_schema.loaders import Loaders
 
@@ -20,11 +22,20 @@ class Context(BaseContext):
     connection, so a subscription should call `renew_loaders()` before resolving each event.
     """
 
-    def __init__(self, database: Database, settings: Settings, key_verifier: KeyVerifier) -> None:
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        key_verifier: KeyVerifier,
+        event_writer: GroupCommitter,
+        event_hub: EventHub,
+    ) -> None:
         super().__init__()
         self.database = database
         self.settings = settings
         self.key_verifier = key_verifier
+        self.event_writer = event_writer
+        self.event_hub = event_hub
         self.loaders = Loaders(database)
         # Set by the policy (graphql_schema.policy) when a key was required and presented.
         self.api_key_id = ""
@@ -51,5 +62,12 @@ class Context(BaseContext):
 
 async def get_context(connection: HTTPConnection) -> Context:
     """FastAPI dependency: a fresh context per HTTP request (or per websocket connection)."""
+    # The one place the lifespan's services are looked up; resolvers get them typed from the context.
     state = connection.app.state
-    return Context(database=state.database, settings=state.settings, key_verifier=state.key_verifier)
+    return Context(
+        database=state.database,
+        settings=state.settings,
+        key_verifier=state.key_verifier,
+        event_writer=state.event_writer,
+        event_hub=state.event_hub,
+    )

@@ -2,7 +2,6 @@
 
 import strawberry
 
-from db.group_commit import GroupCommitter
 from db.idempotency import InvalidIdempotencyKey, KeyedEvent
 from db.validation import InvalidEvent
 from db.writes import record_many, record_one
@@ -31,9 +30,8 @@ class Mutation:
             new_event = input.to_new_event(context.settings.event_limits)
         except InvalidEvent as error:
             raise invalid_event_error(error) from None
-        writer: GroupCommitter = context.request.app.state.event_writer
         result = await record_one(
-            writer,
+            context.event_writer,
             context.database,
             new_event,
             key=input.checked_idempotency_key(),

@@ -8,7 +8,6 @@ import strawberry
 
 from db.api_keys import EVENTS_READ, NotAuthenticated
 from db.event_follow import Follower
-from db.event_hub import EventHub
 from db.event_subscription import AccessRevoked, SubscriptionEnded
 from graphql_schema.context import Context
 from graphql_schema.cursors import decode_cursor
@@ -40,8 +39,7 @@ class Subscription:
         # Converted before subscribing: a bad filter or cursor is refused without touching the feed.
         event_filter = to_event_filter(filter)
         start = decode_cursor(after, "after") if after is not None else None
-        hub: EventHub = info.context.request.app.state.event_hub
-        follower = Follower(hub, info.context.database, event_filter, after=start)
+        follower = Follower(info.context.event_hub, info.context.database, event_filter, after=start)
         try:
             async with _ended_when_key_is_revoked(info.context, follower):
                 async for record in follower:

@@ -26,7 +26,7 @@ from db.engine import Database
 from db.migrate import upgrade_to_head
 from db.urls import as_libpq_url
 from graphql_schema.graphiql_assets import FetchError, fetch_assets
-from tests.support import run_statement, running_service, service_env, with_database
+from tests.support import app_sharing_services, run_statement, running_service, service_env, with_database
 
 # Fixtures that start a service or PostgreSQL process: every test using one is marked `slow`
 # (pytest_collection_modifyitems), so a new test that needs a process is left out of the fast subset
@@ -197,10 +197,22 @@ async def keys(database: Database) -> dict[str, str]:
 @pytest.fixture
 async def auth_client(app: FastAPI, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A client on an app with AUTH_REQUIRED on (no caching, so revocation shows at once)."""
-    guarded = create_app(settings.model_copy(update={"auth_required": True}))
-    guarded.state.database = app.state.database
-    guarded.state.key_verifier = KeyVerifier(app.state.database, cache_s=0)
-    guarded.state.event_writer = app.state.event_writer
+    guarded = app_sharing_services(
+        app,
+        settings.model_copy(update={"auth_required": True}),
+        key_verifier=KeyVerifier(app.state.database, cache_s=0),
+    )
     transport = httpx.ASGITransport(app=guarded)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+@pytest.fixture
+def empty_database(server_url: str) -> Iterator[str]:
+    """A brand-new database on the test server, with no tables; dropped afterwards."""
+    name = f"activity_migrate_{uuid.uuid4().hex[:12]}"
+    run_statement(server_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(server_url, name)
+    finally:
+        run_statement(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -11,13 +11,18 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 
 from db.embedded import EmbeddedPostgres
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from api.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,3 +168,21 @@ def run_statement(url: str, statement: str) -> None:
             await connection.close()
 
     asyncio.run(run())
+
+
+SERVICES = ("database", "key_verifier", "event_writer", "event_hub")
+
+
+def app_sharing_services(source: "FastAPI", settings: "Settings", **overrides: object) -> "FastAPI":
+    """A fresh app with other settings, served by `source`'s running services (its lifespan's
+    pool, key verifier, writer and live feed), `overrides` replacing some of them by name."""
+    from api.app import create_app
+
+    unknown = set(overrides) - set(SERVICES)
+    assert not unknown, f"not a service: {unknown}"
+    application = create_app(settings)
+    for name in SERVICES:
+        setattr(
+            application.state, name, overrides[name] if name in overrides else getattr(source.state, name)
+        )
+    return application

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from api.database_setup import DatabaseNotReady, prepared_database
 from api.settings import Settings
 from db.api_keys import key_from_headers
 from tests.api.test_service_process import assert_embedded_server_stopped, postmaster_pids_on
-from tests.support import ROOT, free_port, run_statement, service_env, with_database
+from tests.support import ROOT, free_port, service_env
 
 BASIC = {"Authorization": "Basic dXNlcjpwYXNzd29yZA=="}
 
@@ -100,24 +99,13 @@ def test_keys_create_list_and_revoke_on_a_fresh_data_folder(fresh_data_dir: Path
     assert_embedded_server_stopped(fresh_data_dir)
 
 
-@pytest.fixture
-def schemaless_database(server_url: str) -> Iterator[str]:
-    """A brand-new external database with no tables; dropped afterwards."""
-    name = f"activity_schemaless_{uuid.uuid4().hex[:12]}"
-    run_statement(server_url, f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(server_url, name)
-    finally:
-        run_statement(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("args", [["keys", "list"], ["prune", "--older-than", "1d"]], ids=["keys", "prune"])
 def test_command_on_an_unmigrated_external_database_says_to_migrate_first(
-    schemaless_database: str, args: list[str]
+    empty_database: str, args: list[str]
 ) -> None:
     # An external schema changes only when its operator says so, so these do not migrate it.
-    result = run_cli(service_env(DATABASE_URL=schemaless_database), *args)
+    result = run_cli(service_env(DATABASE_URL=empty_database), *args)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "activity-service migrate" in result.stderr

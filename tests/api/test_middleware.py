@@ -6,9 +6,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.app import create_app
 from api.settings import Settings
-from tests.support import valid_event
+from tests.support import app_sharing_services, valid_event
 
 
 async def test_every_response_carries_a_request_id(client: httpx.AsyncClient) -> None:
@@ -29,9 +28,7 @@ async def test_a_request_id_that_could_forge_log_lines_is_replaced(client: httpx
 
 
 async def _limited_app_client(app: FastAPI, settings: Settings, limit: int) -> httpx.AsyncClient:
-    limited = create_app(settings.model_copy(update={"max_request_body_bytes": limit}))
-    limited.state.database = app.state.database  # the session's pool; no second lifespan needed
-    limited.state.event_writer = app.state.event_writer
+    limited = app_sharing_services(app, settings.model_copy(update={"max_request_body_bytes": limit}))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=limited), base_url="http://testserver")
 
 
@@ -75,8 +72,9 @@ async def test_cors_is_off_by_default(client: httpx.AsyncClient) -> None:
 
 
 async def test_cors_allows_only_the_configured_origins(app: FastAPI, settings: Settings) -> None:
-    cors_app = create_app(settings.model_copy(update={"cors_allowed_origins": ["https://app.example.com"]}))
-    cors_app.state.database = app.state.database
+    cors_app = app_sharing_services(
+        app, settings.model_copy(update={"cors_allowed_origins": ["https://app.example.com"]})
+    )
     transport = httpx.ASGITransport(app=cors_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         preflight = await http.options(

@@ -20,11 +20,9 @@ import pytest
 from tests.support import (
     ROOT,
     free_port,
-    run_statement,
     running_service,
     service_env,
     valid_event,
-    with_database,
 )
 
 CLI = Path(sys.executable).with_name("activity-service")
@@ -163,17 +161,6 @@ def test_unreachable_database_fails_with_one_clear_line(command: str) -> None:
     assert time.monotonic() - started < 30
     line = assert_one_clear_error_line(result, f"127.0.0.1:{port}")
     assert "secret" not in line
-
-
-@pytest.fixture
-def empty_database(server_url: str) -> Iterator[str]:
-    """A brand-new database on the test server, with no tables; dropped afterwards."""
-    name = f"activity_migrate_{uuid.uuid4().hex[:12]}"
-    run_statement(server_url, f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(server_url, name)
-    finally:
-        run_statement(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.slow

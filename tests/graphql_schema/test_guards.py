@@ -7,11 +7,11 @@ import pytest
 from fastapi import FastAPI
 from graphql import get_introspection_query
 
-from api.app import create_app
 from api.settings import Settings
 from db.api_keys import KeyVerifier
 from db.engine import Database
 from tests.graphql_schema.support import graphql, graphql_data, only_error
+from tests.support import app_sharing_services
 
 DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
 MAX_QUERY_DEPTH = DEFAULTS.graphql_max_depth
@@ -71,15 +71,15 @@ async def test_graphiql_introspection_fits_within_the_guards(client: httpx.Async
 
 
 @pytest.fixture
-async def app_without_events_table(settings: Settings, server_url: str) -> AsyncIterator[FastAPI]:
+async def app_without_events_table(
+    app: FastAPI, settings: Settings, server_url: str
+) -> AsyncIterator[FastAPI]:
     """The app wired to a real database that lacks the events table: every query fails in SQL."""
-    application = create_app(settings)
-    application.state.database = await Database.connect(server_url, min_size=1, max_size=2)
-    application.state.key_verifier = KeyVerifier(application.state.database, cache_s=0)
+    database = await Database.connect(server_url, min_size=1, max_size=2)
     try:
-        yield application
+        yield app_sharing_services(app, settings, database=database, key_verifier=KeyVerifier(database, 0))
     finally:
-        await application.state.database.close()
+        await database.close()
 
 
 async def test_unexpected_errors_are_masked_and_leak_no_sql(
@@ -101,12 +101,14 @@ async def test_unexpected_errors_are_masked_and_leak_no_sql(
     assert any("does not exist" in str(record.exc_info[1]) for record in caplog.records if record.exc_info)
 
 
-async def test_unreachable_database_is_service_unavailable(settings: Settings, server_url: str) -> None:
-    application = create_app(settings)
+async def test_unreachable_database_is_service_unavailable(
+    app: FastAPI, settings: Settings, server_url: str
+) -> None:
     database = await Database.connect(server_url, min_size=1, max_size=1)
     await database.close()  # every acquire now fails as it would with the server gone
-    application.state.database = database
-    application.state.key_verifier = KeyVerifier(database, cache_s=0)
+    application = app_sharing_services(
+        app, settings, database=database, key_verifier=KeyVerifier(database, 0)
+    )
     transport = httpx.ASGITransport(app=application)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         body = await graphql(client, '{ actor(email: "a@example.com") { email } }')
@@ -116,9 +118,9 @@ async def test_unreachable_database_is_service_unavailable(settings: Settings, s
 
 
 async def test_the_guards_follow_the_settings(app: FastAPI, settings: Settings) -> None:
-    strict = create_app(settings.model_copy(update={"graphql_max_depth": 5, "graphql_max_aliases": 1}))
-    strict.state.database = app.state.database
-    strict.state.key_verifier = app.state.key_verifier
+    strict = app_sharing_services(
+        app, settings.model_copy(update={"graphql_max_depth": 5, "graphql_max_aliases": 1})
+    )
     transport = httpx.ASGITransport(app=strict)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         deep = await graphql(client, nested_actor_query(2))

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from api.app import create_app
 from api.settings import Settings
 from db.engine import DatabaseUnavailable
 from graphql_schema.http_transport import encode_json, response_media_type
+from tests.support import app_sharing_services
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
@@ -389,9 +389,9 @@ class UnreachableKeyStore:
 async def test_a_key_check_without_a_database_is_a_503_graphql_error(
     app: FastAPI, settings: Settings, media_type: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    guarded = create_app(settings.model_copy(update={"auth_required": True}))
-    guarded.state.database = app.state.database
-    guarded.state.key_verifier = UnreachableKeyStore()
+    guarded = app_sharing_services(
+        app, settings.model_copy(update={"auth_required": True}), key_verifier=UnreachableKeyStore()
+    )
     transport = httpx.ASGITransport(app=guarded)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as guarded_client:
         response = await post(guarded_client, {"query": "{ events { totalCount } }"}, accept=media_type)

@@ -5,7 +5,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -17,6 +16,7 @@ from api.settings import Settings
 from db.api_keys import KeyVerifier
 from db.engine import Database
 from db.event_hub import EventHub
+from db.group_commit import GroupCommitter
 from db.repository import insert_event
 from db.validation import parse_event_payload
 from graphql_schema.context import Context
@@ -222,9 +222,14 @@ async def test_the_legacy_graphql_ws_protocol_receives_events_recorded_by_anothe
 async def subscription_on(
     hub: EventHub, database: Database, settings: Settings, variables: dict[str, Any]
 ) -> AsyncIterator[Any]:
-    """Run eventRecorded on `hub`, as the websocket router would (its context points at the app)."""
-    context = Context(database=database, settings=settings, key_verifier=KeyVerifier(database, cache_s=0))
-    context.request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(event_hub=hub)))  # type: ignore[assignment]
+    """Run eventRecorded on `hub`, with the context the websocket router would give it."""
+    context = Context(
+        database=database,
+        settings=settings,
+        key_verifier=KeyVerifier(database, cache_s=0),
+        event_writer=GroupCommitter(database, max_rows=1, max_wait_s=0),  # subscriptions record nothing
+        event_hub=hub,
+    )
     results = await schema.subscribe(SUBSCRIPTION, variable_values=variables, context_value=context)
     assert not isinstance(results, ExecutionResult), results.errors
     try:

@@ -22,13 +22,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 import api.app
-from api.app import create_app
 from api.settings import Settings
 from graphql_schema import policy
 from graphql_schema.router import graphql_router
 from graphql_schema.websockets.connections import KEY_FULL_REASON, PROCESS_FULL_REASON
 from tests.graphql_schema.test_subscription import LEGACY_WS, TRANSPORT_WS, GraphQLSocket
-from tests.support import free_port, running_service, service_env, valid_event
+from tests.support import app_sharing_services, free_port, running_service, service_env, valid_event
 
 TIMEOUT_S = 15.0
 # How long a socket must stay silent for "no answer" to count as an answer.
@@ -526,10 +525,8 @@ async def test_the_websocket_handshake_is_logged_without_its_query_string(
 
 
 @asynccontextmanager
-async def serving(app: FastAPI, shared: FastAPI) -> AsyncIterator[str]:
-    """uvicorn serving `app` on this event loop, with the session app's pool, feed and writer."""
-    for name in ("database", "key_verifier", "event_writer", "event_hub"):
-        setattr(app.state, name, getattr(shared.state, name))
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """uvicorn serving `app` (lifespan off: it shares the session app's services) on this loop."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, port=port, lifespan="off", log_config=None))
     running = asyncio.create_task(server.serve())
@@ -553,7 +550,10 @@ async def test_no_connection_init_within_the_wait_closes_4408(
         return router
 
     monkeypatch.setattr(api.app, "graphql_router", impatient_router)
-    async with serving(create_app(settings), app) as base_url, raw_socket(base_url, TRANSPORT_WS) as socket:
+    async with (
+        serving(app_sharing_services(app, settings)) as base_url,
+        raw_socket(base_url, TRANSPORT_WS) as socket,
+    ):
         code, reason, before = await closed_with(socket.websocket)
     assert (code, reason, before) == (4408, "Connection initialisation timeout", [])
 
@@ -570,7 +570,7 @@ async def test_an_unexpected_failure_ends_only_its_operation_with_internal_serve
         raise RuntimeError("a defect with a secret detail")
 
     async with (
-        serving(create_app(settings), app) as base_url,
+        serving(app_sharing_services(app, settings)) as base_url,
         GraphQLSocket.open(base_url, protocol) as socket,
     ):
         with monkeypatch.context() as patch:

@@ -7,7 +7,7 @@ import pytest
 
 from db.validation import DEFAULT_EVENT_LIMITS as LIMITS
 from tests.graphql_schema.support import graphql
-from tests.support import valid_event
+from tests.support import app_sharing_services, valid_event
 
 RECORD = "mutation($input: RecordEventInput!) { recordEvent(input: $input) { id } }"
 
@@ -76,11 +76,7 @@ async def test_graphql_accepts_just_under_a_limit_and_refuses_just_over(
 
 
 async def test_the_limits_follow_the_settings(app: Any, settings: Any) -> None:
-    from api.app import create_app
-
-    strict = create_app(settings.model_copy(update={"max_message_length": 5}))
-    for name in ("database", "event_writer"):
-        setattr(strict.state, name, getattr(app.state, name))
+    strict = app_sharing_services(app, settings.model_copy(update={"max_message_length": 5}))
     transport = httpx.ASGITransport(app=strict)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         assert (await http.post("/api/events/", json=valid_event(message="12345"))).status_code == 201

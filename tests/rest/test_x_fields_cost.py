@@ -7,10 +7,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.app import create_app
 from api.settings import Settings
 from rest.fields_mask import MAX_MASK_BYTES, MaskParseError, apply_fields_mask, parse_fields_mask
-from tests.support import valid_event
+from tests.support import app_sharing_services, valid_event
 
 EVENT_KEYS = ["component", "data", "email", "environment", "message", "id", "created_at"]
 # The mask of the report: 100,000 names, about 690 KB.
@@ -70,10 +69,9 @@ def test_a_mask_over_the_size_limit_is_refused_before_it_is_parsed() -> None:
 @pytest.fixture
 async def roomy_client(app: FastAPI, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A client on an app whose header limit lets the huge mask through to the route."""
-    roomy = create_app(settings.model_copy(update={"max_request_header_bytes": 2 * len(HUGE_MASK)}))
-    for name in ("database", "event_writer", "key_verifier"):
-        if hasattr(app.state, name):
-            setattr(roomy.state, name, getattr(app.state, name))
+    roomy = app_sharing_services(
+        app, settings.model_copy(update={"max_request_header_bytes": 2 * len(HUGE_MASK)})
+    )
     transport = httpx.ASGITransport(app=roomy)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
