@@ -8,16 +8,27 @@ import orjson
 
 
 def encode_json(document: object) -> str:
-    """`document` as JSON text; integers beyond 64 bits keep every digit (orjson refuses them)."""
-    return json_bytes(document).decode()
+    """`document` as JSON text; integers beyond 64 bits keep every digit (orjson refuses them).
+
+    Also the canonical text idempotency fingerprints hash (db.idempotency): its output must not change.
+    """
+    try:
+        return orjson.dumps(document).decode()
+    except TypeError:
+        return json.dumps(document, ensure_ascii=False, allow_nan=False)
 
 
 def json_bytes(document: object) -> bytes:
-    """`document` as UTF-8 JSON bytes, with orjson where it can (it refuses integers beyond 64 bits)."""
+    """`document` as JSON bytes for a response, with orjson where it can.
+
+    orjson refuses integers beyond 64 bits and lone surrogates (a message may quote one back); the
+    standard library writes both, in ASCII, so a surrogate becomes a `\\ud800` escape rather than
+    invalid UTF-8.
+    """
     try:
         return orjson.dumps(document)
     except TypeError:
-        return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        return json.dumps(document, allow_nan=False, separators=(",", ":")).encode()
 
 
 # orjson reads integers beyond 64 bits as floats; a run of 19 digits or more may be one, and sends

@@ -122,12 +122,12 @@ async def admit(
     context: Context,
     allowed: Collection[OperationType],
     *,
-    disallowed_status: int = 400,
+    refused_statuses: Mapping[OperationType, int] | None = None,
 ) -> Admitted:
     """Everything decided before execution; raises `RequestRefused` for the first thing that fails.
 
-    `allowed` are the operation types this transport serves (`disallowed_status` answers the others,
-    405 for a mutation over HTTP GET).
+    `allowed` are the operation types this transport serves; another type is refused with the HTTP
+    status `refused_statuses` names for it (400 when it names none; 405 for a mutation over GET).
     """
     try:
         document = schema.parsed(request.query)
@@ -139,7 +139,7 @@ async def admit(
         raise RequestRefused.one(
             f"{operation.operation.value.capitalize()} operations are not served here (only {names}).",
             OPERATION_NOT_SUPPORTED,
-            status=disallowed_status,
+            status=(refused_statuses or {}).get(operation.operation, 400),
         )
     if errors := schema.validation_errors(request.query):
         raise RequestRefused([with_code(error, GRAPHQL_VALIDATION_FAILED) for error in errors])

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from graphql import OperationType, get_operation_ast
+from graphql import OperationType
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,6 +32,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from db.engine import DatabaseUnavailable
+from db.json_text import json_bytes
 from graphql_schema import gate
 from graphql_schema.errors import BAD_REQUEST, DATABASE_UNAVAILABLE_MESSAGE, SERVICE_UNAVAILABLE
 
@@ -58,21 +59,21 @@ _LONG_NUMBER_TEXT = re.compile(r"\d{19}")
 
 @dataclass(frozen=True, slots=True)
 class MethodRule:
-    """The operation types one HTTP method may run, and the status for the others."""
+    """The operation types one HTTP method may run, and the status refusing each of the others."""
 
     allowed: frozenset[OperationType]
-    refused_status: int
+    refused_statuses: Mapping[OperationType, int]
 
     def strawberry_types(self) -> set[StrawberryOperationType]:
         """`allowed` as Strawberry names them (graphql-core and Strawberry each have their enum)."""
         return {StrawberryOperationType(kind.value) for kind in self.allowed}
 
 
-# GET must change nothing (the spec: a mutation over GET is 405 Method Not Allowed).
-# Subscriptions are served over websockets only (graphql_schema.router).
+# GET must change nothing (the spec: a mutation over GET is 405 Method Not Allowed, and POST serves
+# it). Subscriptions are served over websockets only, so no method serves them: a plain 400.
 METHOD_RULES = {
-    "GET": MethodRule(frozenset({OperationType.QUERY}), 405),
-    "POST": MethodRule(frozenset({OperationType.QUERY, OperationType.MUTATION}), 400),
+    "GET": MethodRule(frozenset({OperationType.QUERY}), {OperationType.MUTATION: 405}),
+    "POST": MethodRule(frozenset({OperationType.QUERY, OperationType.MUTATION}), {}),
 }
 
 
@@ -82,7 +83,7 @@ async def serve(schema: EventsSchema, request: Request, context: Context) -> Res
     rule = METHOD_RULES[request.method]
     try:
         operation = gate.operation_request(await read_parameters(request))
-        await _admit(schema, operation, context, rule)
+        await gate.admit(schema, operation, context, rule.allowed, refused_statuses=rule.refused_statuses)
     except gate.RequestRefused as refusal:
         return refusal_response(refusal, media_type)
     except DatabaseUnavailable:
@@ -98,25 +99,6 @@ async def serve(schema: EventsSchema, request: Request, context: Context) -> Res
         operation_extensions=operation.extensions,
     )
     return result_response(result, media_type)
-
-
-async def _admit(
-    schema: EventsSchema, operation: gate.OperationRequest, context: Context, rule: MethodRule
-) -> None:
-    try:
-        await gate.admit(schema, operation, context, rule.allowed, disallowed_status=rule.refused_status)
-    except gate.RequestRefused as refusal:
-        if refusal.status == 405 and _operation_type(schema, operation) is not OperationType.MUTATION:
-            # A subscription over GET: no HTTP method serves it, so a 405 (with `Allow: POST`)
-            # would send the client to POST in vain.
-            refusal.status = 400
-        raise
-
-
-def _operation_type(schema: EventsSchema, operation: gate.OperationRequest) -> OperationType | None:
-    """The type of the operation the request names (the gate parsed it already: this is a cache hit)."""
-    picked = get_operation_ast(schema.parsed(operation.query), operation.operation_name)
-    return picked.operation if picked is not None else None
 
 
 def response_media_type(accept: str | None) -> str:
@@ -266,16 +248,5 @@ def graphql_response(
 ) -> Response:
     """`body` as JSON in `media_type`."""
     return Response(
-        encode_json(body), status_code=status, media_type=CONTENT_TYPES[media_type], headers=headers
+        json_bytes(body), status_code=status, media_type=CONTENT_TYPES[media_type], headers=headers
     )
-
-
-def encode_json(body: Mapping[str, Any]) -> bytes:
-    """`body` as UTF-8 JSON."""
-    try:
-        return orjson.dumps(body)
-    except orjson.JSONEncodeError:
-        # orjson refuses integers beyond 64 bits, which an event's free-form `data` may hold, and
-        # lone surrogates, which a message may quote. The standard library writes both (ASCII
-        # output, so a surrogate becomes a `\\ud800` escape rather than invalid UTF-8).
-        return json.dumps(body, separators=(",", ":")).encode()

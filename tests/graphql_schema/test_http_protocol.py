@@ -15,7 +15,8 @@ from fastapi import FastAPI
 
 from api.settings import Settings
 from db.engine import DatabaseUnavailable
-from graphql_schema.http_transport import encode_json, response_media_type
+from db.json_text import json_bytes
+from graphql_schema.http_transport import response_media_type
 from tests.support import app_sharing_services
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -373,7 +374,7 @@ async def test_client_mistakes_log_no_traceback(
 def test_responses_orjson_cannot_write_are_still_utf8_json() -> None:
     # Integers beyond 64 bits (an event's `data` may hold them) and lone surrogates: orjson refuses both.
     body = {"data": {"n": 2**70 + 1, "text": "\ud800"}}
-    encoded = encode_json(body)
+    encoded = json_bytes(body)
     encoded.decode("utf-8")
     assert json.loads(encoded) == body
 
