@@ -11,8 +11,8 @@ from api.database_setup import prepared_database
 from api.settings import Settings
 from db.api_keys import KeyVerifier
 from db.engine import Database
-from db.event_hub import EventHub
 from db.group_commit import GroupCommitter
+from db.live_feed.hub import EventHub
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -99,20 +98,6 @@ async def revoke_api_key(connection: asyncpg.Connection, key_id: str) -> bool:
         "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", key_id
     )
     return status == "UPDATE 1"
-
-
-def key_from_headers(headers: Mapping[str, str]) -> str | None:
-    """The key a request presents: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
-
-    An Authorization header that holds no Bearer key (`Basic ...`, a bare `Bearer`) is passed on
-    as it is, unless X-API-Key carries a key: the caller then hears the credentials are not a valid
-    key, rather than that none was sent.
-    """
-    authorization = headers.get("authorization", "").strip()
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return headers.get("x-api-key") or authorization or None
 
 
 class KeyVerifier:

@@ -8,9 +8,9 @@ from datetime import datetime
 import asyncpg
 
 from db.event_clock import clock_cte, stamp
-from db.event_notifications import inserting_and_announcing
 from db.filters import EventFilter, SqlParams, filter_conditions
 from db.json_text import encode_json
+from db.live_feed.notifications import inserting_and_announcing
 from db.validation import NewEvent
 
 # Every reader gets the same columns; `data` as its JSON text so hot paths can copy it into a
@@ -27,7 +27,7 @@ class EventKey:
 
 
 # Each insert stamps its events in commit order (db.event_clock) and NOTIFYs the live feed
-# (db.event_hub) from the same statement: one round trip, delivered at COMMIT only. WITH
+# (db.live_feed.hub) from the same statement: one round trip, delivered at COMMIT only. WITH
 # ORDINALITY and ORDER BY keep the input order, and INSERT ... SELECT returns rows (and so sends
 # notifications) in the order it inserts them.
 _INSERT_ONE_AND_ANNOUNCE = inserting_and_announcing(

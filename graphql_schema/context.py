@@ -6,11 +6,12 @@ from fastapi.requests import HTTPConnection
 from starlette.websockets import WebSocket
 from strawberry.fastapi import BaseContext
 
+from api.credentials import key_from_headers
 from api.settings import Settings
-from db.api_keys import KeyVerifier, key_from_headers
+from db.api_keys import KeyVerifier
 from db.engine import Database
-from db.event_hub import EventHub
 from db.group_commit import GroupCommitter
+from db.live_feed.hub import EventHub
 from db.writes import KeyScope
 from graphql_schema.loaders import Loaders
 

@@ -5,9 +5,9 @@ import logging
 from graphql import GraphQLError
 
 from db.engine import DatabaseUnavailable
-from db.event_subscription import AccessRevoked, SubscriptionEnded
 from db.filters import InvalidFilter
 from db.idempotency import IdempotencyKeyReused, InvalidIdempotencyKey
+from db.live_feed.subscription import AccessRevoked, SubscriptionEnded
 from db.validation import InvalidEvent
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class SubscriptionEndedError(GraphQLError):
     """Why a live stream stopped, for the client (a GraphQLError, so it is not masked)."""
 
     def __init__(self, ended: SubscriptionEnded) -> None:
-        # A slow subscriber or a broken feed catches up from the table (db.event_follow): what
+        # A slow subscriber or a broken feed catches up from the table (db.live_feed.follow): what
         # ends a stream is a feed down for too long, a shutdown, or a revoked key.
         code = UNAUTHENTICATED if isinstance(ended, AccessRevoked) else SERVICE_UNAVAILABLE
         super().__init__(str(ended), extensions={"code": code})

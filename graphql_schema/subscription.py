@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager, suppress
 import strawberry
 
 from db.api_keys import EVENTS_READ, NotAuthenticated
-from db.event_follow import Follower
-from db.event_subscription import AccessRevoked, SubscriptionEnded
+from db.live_feed.follow import Follower
+from db.live_feed.subscription import AccessRevoked, SubscriptionEnded
 from graphql_schema.context import Context
 from graphql_schema.cursors import decode_cursor
 from graphql_schema.errors import SubscriptionEndedError

@@ -5,10 +5,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from db.api_keys import EVENTS_READ, EVENTS_WRITE, key_from_headers
+from api.credentials import key_from_headers
+from db.api_keys import EVENTS_READ, EVENTS_WRITE
 
 # Declared as security schemes so the OpenAPI document (and Swagger UI's Authorize button) shows
-# them; the key itself is read by db.api_keys.key_from_headers, the one reader for both doors.
+# them; the key itself is read by api.credentials.key_from_headers, the one reader for both doors.
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key")
 

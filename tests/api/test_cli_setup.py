@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from api.cli import cli, describe_duration
+from api.credentials import key_from_headers
 from api.database_setup import DatabaseNotReady, prepared_database
 from api.settings import Settings
-from db.api_keys import key_from_headers
 from tests.api.test_service_process import assert_embedded_server_stopped, postmaster_pids_on
 from tests.support import ROOT, free_port, service_env
 

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from db.engine import Database
-from db.event_hub import EventHub
+from db.live_feed.hub import EventHub
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Readers that follow the log see every committed event exactly once, in order.
 
 Stamps follow commit order (db.event_clock), so a cursor-following reader can never have an event
-appear behind it; a follower (db.event_follow) replays from the table, then goes live, and rides
+appear behind it; a follower (db.live_feed.follow) replays from the table, then goes live, and rides
 out a lost LISTEN connection, a database restart and its own slowness with nothing but latency.
 """
 
@@ -16,10 +16,10 @@ import pytest
 
 from db.embedded import EmbeddedPostgres
 from db.engine import Database
-from db.event_follow import Follower, event_key
-from db.event_hub import EventHub
-from db.event_notifications import EventRecord
 from db.filters import EventFilter
+from db.live_feed.follow import Follower, event_key
+from db.live_feed.hub import EventHub
+from db.live_feed.notifications import EventRecord
 from db.repository import EventKey, insert_event, insert_events, list_events_page
 from db.validation import NewEvent, parse_event_payload
 from tests.support import start_postgres, stop_postgres, valid_event

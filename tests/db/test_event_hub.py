@@ -14,16 +14,16 @@ import pytest
 from fastapi import FastAPI
 
 from db.engine import Database
-from db.event_hub import EventHub
-from db.event_matching import jsonb_contains, parse_jsonb_text
-from db.event_notifications import EventRecord
-from db.event_subscription import (
+from db.filters import EventFilter, SqlParams, filter_conditions
+from db.live_feed.hub import EventHub
+from db.live_feed.matching import jsonb_contains, parse_jsonb_text
+from db.live_feed.notifications import EventRecord
+from db.live_feed.subscription import (
     EventFeedClosed,
     EventFeedInterrupted,
     SubscriberTooSlow,
     Subscription,
 )
-from db.filters import EventFilter, SqlParams, filter_conditions
 from db.repository import insert_event, insert_events
 from db.validation import NewEvent, parse_event_payload
 from tests.support import ROOT, valid_event
@@ -241,7 +241,7 @@ async def test_a_lost_listen_connection_ends_subscriptions_and_the_hub_reconnect
     hub: EventHub, database: Database, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     component = unique("reconnect")
-    caplog.set_level(logging.INFO, logger="db.event_hub")
+    caplog.set_level(logging.INFO, logger="db.live_feed.hub")
     async with hub.subscribe(EventFilter(component=component)) as events:
         before = await record(database, new_event(component=component))
         admin = await asyncpg.connect(database_url)

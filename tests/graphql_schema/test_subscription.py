@@ -15,8 +15,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from api.settings import Settings
 from db.api_keys import KeyVerifier
 from db.engine import Database
-from db.event_hub import EventHub
 from db.group_commit import GroupCommitter
+from db.live_feed.hub import EventHub
 from db.repository import insert_event
 from db.validation import parse_event_payload
 from graphql_schema.context import Context

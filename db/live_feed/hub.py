@@ -1,13 +1,13 @@
 """The live feed: one LISTEN connection per process, each recorded event fanned out in-process.
 
-Every insert announces its events on the `events_recorded` channel (db.event_notifications);
+Every insert announces its events on the `events_recorded` channel (db.live_feed.notifications);
 PostgreSQL delivers them at commit, in commit order, to every listening process. A process holds
 one connection for that, whatever its number of subscribers, and hands each event to the
 subscribers whose filter matches, in the order the notifications arrived.
 
 A subscriber is never silently skipped: when it falls too far behind, or when the LISTEN
 connection drops (events committed meanwhile never reach this process), its subscription ends with
-an error after the events it already has. db.event_follow turns that into latency: it catches up
+an error after the events it already has. db.live_feed.follow turns that into latency: it catches up
 from the table and subscribes again.
 """
 
@@ -22,15 +22,16 @@ from dataclasses import dataclass
 import asyncpg
 
 from db.engine import CONNECTION_ERRORS, Database, DatabaseUnavailable
-from db.event_matching import (
+from db.filters import EventFilter
+from db.live_feed.matching import (
     CandidateEvent,
     CompiledFilter,
     TextQuestion,
     answer_text_questions,
     ascii_lower_is_faithful,
 )
-from db.event_notifications import EVENTS_CHANNEL, EventRecord, as_event_record, decode_announcement
-from db.event_subscription import (
+from db.live_feed.notifications import EVENTS_CHANNEL, EventRecord, as_event_record, decode_announcement
+from db.live_feed.subscription import (
     EventFeedClosed,
     EventFeedInterrupted,
     EventFeedUnavailable,
@@ -38,7 +39,6 @@ from db.event_subscription import (
     Subscription,
     SubscriptionEnded,
 )
-from db.filters import EventFilter
 from db.repository import get_events_by_ids
 from db.urls import as_libpq_url
 

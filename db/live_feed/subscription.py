@@ -3,8 +3,8 @@
 import asyncio
 from collections import deque
 
-from db.event_matching import CompiledFilter
-from db.event_notifications import EventRecord
+from db.live_feed.matching import CompiledFilter
+from db.live_feed.notifications import EventRecord
 
 
 class SubscriptionEnded(Exception):

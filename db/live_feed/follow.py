@@ -1,7 +1,7 @@
 """Following the log: every matching event after a position, first from the table, then live.
 
 Stamps follow commit order (db.event_clock), so "after this position" is a complete answer at any
-moment, and the live feed (db.event_hub) delivers in the same order. A follower therefore:
+moment, and the live feed (db.live_feed.hub) delivers in the same order. A follower therefore:
 
 1. subscribes to the live feed first, so nothing committed from then on can pass unseen;
 2. replays from the table every matching event after its position, page by page, in order;
@@ -23,16 +23,16 @@ from datetime import UTC, datetime
 import asyncpg
 
 from db.engine import Database
-from db.event_hub import EventHub
-from db.event_notifications import EventRecord, as_event_record
-from db.event_subscription import (
+from db.filters import EventFilter
+from db.live_feed.hub import EventHub
+from db.live_feed.notifications import EventRecord, as_event_record
+from db.live_feed.subscription import (
     EventFeedInterrupted,
     EventFeedUnavailable,
     SubscriberTooSlow,
     Subscription,
     SubscriptionEnded,
 )
-from db.filters import EventFilter
 from db.repository import EventKey, list_events_page, newest_event_key
 
 log = logging.getLogger(__name__)

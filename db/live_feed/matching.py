@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import asyncpg
 
-from db.event_notifications import EventRecord
 from db.filters import EventFilter
 from db.json_text import encode_json
+from db.live_feed.notifications import EventRecord
 
 # What PostgreSQL must decide, per (message, needle): the exact expressions of db/filters.py.
 TextQuestionKind = Literal["search", "contains_ci"]
