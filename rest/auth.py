@@ -7,6 +7,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from api.credentials import key_from_headers
 from db.api_keys import EVENTS_READ, EVENTS_WRITE
+from rest.dependencies import KeyVerifierDep, SettingsDep
 
 # Declared as security schemes so the OpenAPI document (and Swagger UI's Authorize button) shows
 # them; the key itself is read by api.credentials.key_from_headers, the one reader for both doors.
@@ -18,6 +19,8 @@ _SCOPE_BY_METHOD = {"GET": EVENTS_READ, "HEAD": EVENTS_READ, "POST": EVENTS_WRIT
 
 async def require_event_scope(
     request: Request,
+    settings: SettingsDep,
+    verifier: KeyVerifierDep,
     _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     _api_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> None:
@@ -27,8 +30,8 @@ async def require_event_scope(
     scoped to it.
     """
     request.state.api_key_id = ""
-    if not request.app.state.settings.auth_required:
+    if not settings.auth_required:
         return
     scope = _SCOPE_BY_METHOD.get(request.method, EVENTS_WRITE)
-    key = await request.app.state.key_verifier.authorize(key_from_headers(request.headers), scope)
+    key = await verifier.authorize(key_from_headers(request.headers), scope)
     request.state.api_key_id = key.id

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from db.engine import Database
 from db.filters import EventFilter, check_filter
 from db.json_text import json_bytes
 from db.repository import get_event, stream_events
@@ -15,6 +16,7 @@ from db.validation import parse_event_payload
 from db.writes import record_one
 from rest.auth import require_event_scope
 from rest.bodies import decode_json_body
+from rest.dependencies import DatabaseDep, EventWriterDep, SettingsDep
 from rest.fields_mask import ALL_FIELDS, FieldsMask, apply_fields_mask, parse_fields_mask
 from rest.from_date import InvalidFromDate, parse_from_date
 from rest.idempotency import REPLAYED_HEADERS, IdempotencyKeyHeader, idempotency_key, key_scope
@@ -33,7 +35,7 @@ from rest.openapi_schemas import (
     with_headers,
 )
 from rest.rendering import event_dict, event_json
-from rest.responses import database, json_response, message_response
+from rest.responses import json_response, message_response
 
 router = APIRouter(tags=["events"], dependencies=[Depends(require_event_scope)])
 
@@ -73,17 +75,18 @@ _FROM_DATE = {
 )
 @router.post("/api/events", status_code=201, include_in_schema=False)
 async def record_event(
-    request: Request, x_fields: XFieldsHeader = None, idempotency_key_header: IdempotencyKeyHeader = None
+    request: Request,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    writer: EventWriterDep,
+    x_fields: XFieldsHeader = None,
+    idempotency_key_header: IdempotencyKeyHeader = None,
 ) -> Response:
     """Record one event; answered once it is committed."""
     mask = parse_fields_mask(x_fields) if x_fields else None
     key = idempotency_key(idempotency_key_header)
-    event = parse_event_payload(
-        decode_json_body(await request.body(), request), request.app.state.settings.event_limits
-    )
-    result = await record_one(
-        request.app.state.event_writer, database(request), event, key=key, scope=key_scope(request)
-    )
+    event = parse_event_payload(decode_json_body(await request.body(), request), settings.event_limits)
+    result = await record_one(writer, database, event, key=key, scope=key_scope(request, settings))
     status, headers = (200, REPLAYED_HEADERS) if result.replayed else (201, None)
     if mask is not None:
         return json_response(apply_fields_mask(event_dict(result.record), mask), status, headers)
@@ -102,7 +105,8 @@ async def record_event(
 )
 @router.get("/api/events", include_in_schema=False)
 async def list_events(
-    request: Request,
+    settings: SettingsDep,
+    database: DatabaseDep,
     email: Annotated[str | None, Query(description="Exact email", json_schema_extra=_TEXT_FILTER)] = None,
     environment: Annotated[
         str | None, Query(description="Exact environment", json_schema_extra=_TEXT_FILTER)
@@ -139,8 +143,7 @@ async def list_events(
     if mask == {}:
         check_filter(event_filter)  # a masked-out answer is still an answer to a valid request
         return json_response({})
-    settings = request.app.state.settings
-    return await _stream_response(request, event_filter, settings.stream_chunk_rows, mask)
+    return await _stream_response(database, event_filter, settings.stream_chunk_rows, mask)
 
 
 @router.get(
@@ -153,7 +156,7 @@ async def list_events(
     },
 )
 async def read_event(
-    request: Request,
+    database: DatabaseDep,
     # Documented as a UUID, checked by the route itself (its 400 text is the contract's).
     event_id: Annotated[str, Path(json_schema_extra={"format": "uuid"})],
 ) -> Response:
@@ -162,7 +165,7 @@ async def read_event(
         parsed_id = uuid.UUID(event_id)
     except ValueError:
         return message_response("Invalid event id: it must be a UUID.", 400)
-    async with database(request).transaction() as connection:
+    async with database.transaction() as connection:
         record = await get_event(connection, parsed_id)
     if record is None:
         return message_response(f"Event {parsed_id} not found.", 404)
@@ -182,13 +185,13 @@ def _events_mask(x_fields: str | None) -> FieldsMask | None:
 
 
 async def _stream_response(
-    request: Request, event_filter: EventFilter, chunk_rows: int, mask: FieldsMask | None
+    database: Database, event_filter: EventFilter, chunk_rows: int, mask: FieldsMask | None
 ) -> Response:
     # The first chunk is read before the status line goes out, so an unreachable database is a
     # 503, not a 200 followed by a broken body. The transaction stays open while streaming.
     resources = AsyncExitStack()
     try:
-        connection = await resources.enter_async_context(database(request).transaction())
+        connection = await resources.enter_async_context(database.transaction())
         chunks = stream_events(connection, event_filter, chunk_rows=chunk_rows)
         first_chunk = await anext(chunks, [])
     except BaseException:

@@ -2,12 +2,13 @@
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from db.engine import DatabaseUnavailable
+from rest.dependencies import DatabaseDep
 from rest.openapi_schemas import json_content, with_headers
-from rest.responses import database, json_response
+from rest.responses import json_response
 
 router = APIRouter(tags=["health"])
 
@@ -44,10 +45,10 @@ async def health() -> Response:
     },
 )
 @router.head("/api/ready", include_in_schema=False)
-async def ready(request: Request) -> Response:
+async def ready(database: DatabaseDep) -> Response:
     """Readiness: 200 when the database answers, 503 when it does not."""
     try:
-        async with database(request).transaction() as connection:
+        async with database.transaction() as connection:
             await connection.fetchval("SELECT 1")
     except DatabaseUnavailable:
         return json_response(

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import Header, Request
 
+from api.settings import Settings
 from db.idempotency import MAX_KEY_LENGTH, check_idempotency_key
 from db.writes import KeyScope
 from rest.openapi_schemas import IDEMPOTENCY_KEY_PATTERN
@@ -30,7 +31,7 @@ def idempotency_key(header: str | None) -> str | None:
     return None if header is None else check_idempotency_key(header)
 
 
-def key_scope(request: Request) -> KeyScope:
+def key_scope(request: Request, settings: Settings) -> KeyScope:
     """Keys belong to the API key that sent them (all to "" while auth is off)."""
-    hours = request.app.state.settings.idempotency_window_hours
-    return KeyScope(owner=getattr(request.state, "api_key_id", ""), window=timedelta(hours=hours))
+    window = timedelta(hours=settings.idempotency_window_hours)
+    return KeyScope(owner=getattr(request.state, "api_key_id", ""), window=window)

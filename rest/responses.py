@@ -2,10 +2,8 @@
 
 from collections.abc import Mapping
 
-from fastapi import Request
 from fastapi.responses import Response
 
-from db.engine import Database
 from db.json_text import json_bytes
 
 
@@ -18,8 +16,3 @@ def json_response(body: object, status_code: int = 200, headers: Mapping[str, st
 def message_response(message: str, status_code: int, headers: Mapping[str, str] | None = None) -> Response:
     """The contract's error shape: `{"message": ...}`."""
     return json_response({"message": message}, status_code, headers)
-
-
-def database(request: Request) -> Database:
-    """The pool the lifespan opened for this app."""
-    return request.app.state.database

@@ -1,0 +1,36 @@
+"""The services REST routes use, as typed FastAPI dependencies: the one place that reads `app.state`.
+
+Routes say what they need in their signatures (`database: DatabaseDep`); tests and other apps
+provide the services by setting them on the app's state, which the lifespan fills.
+"""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.settings import Settings
+from db.api_keys import KeyVerifier
+from db.engine import Database
+from db.group_commit import GroupCommitter
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _database(request: Request) -> Database:
+    return request.app.state.database
+
+
+def _event_writer(request: Request) -> GroupCommitter:
+    return request.app.state.event_writer
+
+
+def _key_verifier(request: Request) -> KeyVerifier:
+    return request.app.state.key_verifier
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+DatabaseDep = Annotated[Database, Depends(_database)]
+EventWriterDep = Annotated[GroupCommitter, Depends(_event_writer)]
+KeyVerifierDep = Annotated[KeyVerifier, Depends(_key_verifier)]
