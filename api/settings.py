@@ -1,5 +1,6 @@
 """One typed settings object, read from the environment and an optional `.env` file."""
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -132,6 +133,11 @@ class Settings(BaseSettings):
             max_data_bytes=self.max_data_bytes,
             max_data_depth=self.max_data_depth,
         )
+
+    @property
+    def idempotency_window(self) -> timedelta:
+        """How long an idempotency key holds, as both doors scope their keys with it."""
+        return timedelta(hours=self.idempotency_window_hours)
 
     @property
     def external_database_url(self) -> str | None:

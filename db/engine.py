@@ -19,6 +19,10 @@ class DatabaseUnavailable(Exception):
     """
 
 
+# What either door tells a client when DatabaseUnavailable is raised (the details go to the log).
+UNAVAILABLE_MESSAGE = "The database is unavailable right now; retry shortly."
+
+
 # What asyncpg and the OS raise when the server is down, restarting or unreachable.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,

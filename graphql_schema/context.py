@@ -1,7 +1,5 @@
 """The per-request GraphQL context: every service resolvers use (typed), the key, fresh DataLoaders."""
 
-from datetime import timedelta
-
 from fastapi.requests import HTTPConnection
 from starlette.websockets import WebSocket
 from strawberry.fastapi import BaseContext
@@ -54,7 +52,7 @@ class Context(BaseContext):
 
     def key_scope(self) -> KeyScope:
         """Whose idempotency keys this request's are, and for how long they hold."""
-        return KeyScope(owner=self.api_key_id, window=timedelta(hours=self.settings.idempotency_window_hours))
+        return KeyScope(owner=self.api_key_id, window=self.settings.idempotency_window)
 
     def renew_loaders(self) -> None:
         """Drop every cached load (for long-lived contexts such as subscriptions)."""

@@ -4,7 +4,7 @@ import logging
 
 from graphql import GraphQLError
 
-from db.engine import DatabaseUnavailable
+from db.engine import UNAVAILABLE_MESSAGE, DatabaseUnavailable
 from db.filters import InvalidFilter
 from db.idempotency import IdempotencyKeyReused, InvalidIdempotencyKey
 from db.live_feed.subscription import AccessRevoked, SubscriptionEnded
@@ -20,7 +20,6 @@ FORBIDDEN = "FORBIDDEN"
 # A request that is not a well-formed GraphQL request, or asks for what this transport cannot do.
 BAD_REQUEST = "BAD_REQUEST"
 
-DATABASE_UNAVAILABLE_MESSAGE = "The database is unavailable right now; retry shortly."
 INTERNAL_ERROR_MESSAGE = "Internal server error."
 
 
@@ -78,7 +77,7 @@ def client_error(error: GraphQLError) -> GraphQLError:
     if isinstance(original, InvalidFilter):
         return _replace(error, original.reason, invalid_filter_error(original).extensions or {})
     if isinstance(original, DatabaseUnavailable):
-        return _replace(error, DATABASE_UNAVAILABLE_MESSAGE, {"code": SERVICE_UNAVAILABLE})
+        return _replace(error, UNAVAILABLE_MESSAGE, {"code": SERVICE_UNAVAILABLE})
     # The message of an arbitrary exception may quote SQL or data: it goes to the log only.
     return _replace(error, INTERNAL_ERROR_MESSAGE, {"code": INTERNAL_SERVER_ERROR})
 

@@ -73,21 +73,6 @@ class OperationRequest:
     extensions: dict[str, Any] | None
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """An operation that may run: its document, the operation picked, its type and coerced variables."""
-
-    request: OperationRequest
-    document: DocumentNode
-    operation: OperationDefinitionNode
-    variables: dict[str, Any]
-    cost: int
-
-    @property
-    def operation_type(self) -> OperationType:
-        return self.operation.operation
-
-
 def operation_request(payload: object) -> OperationRequest:
     """Check the shape of a request's parameters (a JSON body, a query string, a websocket payload).
 
@@ -123,7 +108,7 @@ async def admit(
     allowed: Collection[OperationType],
     *,
     refused_statuses: Mapping[OperationType, int] | None = None,
-) -> Admitted:
+) -> None:
     """Everything decided before execution; raises `RequestRefused` for the first thing that fails.
 
     `allowed` are the operation types this transport serves; another type is refused with the HTTP
@@ -148,9 +133,8 @@ async def admit(
     )
     if isinstance(coerced, list):
         raise RequestRefused([with_code(error, BAD_USER_INPUT) for error in coerced])
-    cost = policy.check_cost(schema, document, operation, coerced)
+    policy.check_cost(schema, document, operation, coerced)
     await policy.check_access(schema, document, operation, coerced, context)
-    return Admitted(request, document, operation, coerced.coerced, cost)
 
 
 def _pick_operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode:

@@ -31,10 +31,10 @@ from strawberry.http import process_result
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
-from db.engine import DatabaseUnavailable
+from db.engine import UNAVAILABLE_MESSAGE, DatabaseUnavailable
 from db.json_text import json_bytes
 from graphql_schema import gate
-from graphql_schema.errors import BAD_REQUEST, DATABASE_UNAVAILABLE_MESSAGE, SERVICE_UNAVAILABLE
+from graphql_schema.errors import BAD_REQUEST, SERVICE_UNAVAILABLE
 
 if TYPE_CHECKING:
     from graphql_schema.context import Context
@@ -88,7 +88,7 @@ async def serve(schema: EventsSchema, request: Request, context: Context) -> Res
         return refusal_response(refusal, media_type)
     except DatabaseUnavailable:
         # The key could not be checked: the server's trouble, not the client's, so no traceback either.
-        unavailable = gate.RequestRefused.one(DATABASE_UNAVAILABLE_MESSAGE, SERVICE_UNAVAILABLE, status=503)
+        unavailable = gate.RequestRefused.one(UNAVAILABLE_MESSAGE, SERVICE_UNAVAILABLE, status=503)
         return refusal_response(unavailable, media_type)
     result = await schema.execute(
         operation.query,

@@ -62,7 +62,6 @@ class FieldVisit:
     items: int  # items one instance holds (its list size; 1 for a single value)
     is_object: bool
     under_write: bool  # selected directly on what a write field returns
-    node: FieldNode
 
 
 def walk(
@@ -134,7 +133,7 @@ class _Walker:
         here = (*path, node.alias.value if node.alias else name)
         definition = parent.fields.get(name)
         if definition is None:  # __typename, __schema, __type: meta fields, open and cheap
-            yield FieldVisit(parent.name, name, here, count, 1, False, under_write, node)
+            yield FieldVisit(parent.name, name, here, count, 1, False, under_write)
             return
         settings = self.schema.settings
         arguments = get_argument_values(definition, node, self.variables)
@@ -142,7 +141,7 @@ class _Walker:
         items = page if key in PAGE_FIELDS else list_size(parent.name, name, arguments, settings)
         field_type = get_named_type(definition.type)
         is_object = isinstance(field_type, GraphQLObjectType | GraphQLInterfaceType)
-        yield FieldVisit(parent.name, name, here, count, items, is_object, under_write, node)
+        yield FieldVisit(parent.name, name, here, count, items, is_object, under_write)
         if node.selection_set is None or name.startswith("__"):
             return
         assert isinstance(field_type, GraphQLObjectType | GraphQLInterfaceType)

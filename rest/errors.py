@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from db.api_keys import NotAuthenticated, NotPermitted
-from db.engine import DatabaseUnavailable
+from db.engine import UNAVAILABLE_MESSAGE, DatabaseUnavailable
 from db.filters import InvalidFilter
 from db.idempotency import IdempotencyKeyReused, InvalidIdempotencyKey
 from db.validation import InvalidEvent, PayloadShapeError
@@ -38,7 +38,6 @@ STATUS_MESSAGES = {
     405: "The method is not allowed for the requested URL.",
 }
 MALFORMED_BODY = STATUS_MESSAGES[400]
-DATABASE_UNAVAILABLE = "The database is unavailable right now; retry shortly."
 RETRY_AFTER_SECONDS = "2"
 
 
@@ -107,7 +106,7 @@ async def _idempotency_key_reused(request: Request, error: Exception) -> Respons
 
 async def _database_unavailable(request: Request, error: Exception) -> Response:
     log.warning("database unavailable: %s", error)
-    return message_response(DATABASE_UNAVAILABLE, 503, {"Retry-After": RETRY_AFTER_SECONDS})
+    return message_response(UNAVAILABLE_MESSAGE, 503, {"Retry-After": RETRY_AFTER_SECONDS})
 
 
 async def _not_authenticated(request: Request, error: Exception) -> Response:

@@ -1,6 +1,5 @@
 """The `Idempotency-Key` header, and whose keys a request's are."""
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Header, Request
@@ -33,5 +32,4 @@ def idempotency_key(header: str | None) -> str | None:
 
 def key_scope(request: Request, settings: Settings) -> KeyScope:
     """Keys belong to the API key that sent them (all to "" while auth is off)."""
-    window = timedelta(hours=settings.idempotency_window_hours)
-    return KeyScope(owner=getattr(request.state, "api_key_id", ""), window=window)
+    return KeyScope(owner=getattr(request.state, "api_key_id", ""), window=settings.idempotency_window)
