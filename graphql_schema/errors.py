@@ -5,7 +5,7 @@ import logging
 from graphql import GraphQLError
 
 from db.engine import UNAVAILABLE_MESSAGE, DatabaseUnavailable
-from db.filters import InvalidFilter
+from db.filters import FILTER_FIELDS_BY_NAME, InvalidFilter
 from db.idempotency import IdempotencyKeyReused, InvalidIdempotencyKey
 from db.live_feed.subscription import AccessRevoked, SubscriptionEnded
 from db.validation import InvalidEvent
@@ -50,13 +50,10 @@ def invalid_event_error(error: InvalidEvent, *, index: int | None = None) -> Bad
     return BadUserInput(error.reason, field=error.field, index=index)
 
 
-# The filter fields whose GraphQL names are not the camel-cased db names.
-_FILTER_FIELD_NAMES = {"created_from": "from", "created_to": "to"}
-
-
 def invalid_filter_error(error: InvalidFilter) -> BadUserInput:
     """A filter value refused, named by its GraphQL input field (`filter.from`, `filter.search`)."""
-    name = _FILTER_FIELD_NAMES.get(error.field) or _camel_case(error.field)
+    spec = FILTER_FIELDS_BY_NAME.get(error.field)
+    name = spec.graphql if spec is not None and spec.graphql is not None else error.field
     return BadUserInput(error.reason, field=f"filter.{name}")
 
 
@@ -94,11 +91,6 @@ def log_server_errors(errors: list[GraphQLError]) -> None:
             log.warning("database unavailable during GraphQL operation at %s: %s", error.path, original)
         else:
             log.error("unexpected error in GraphQL resolver at %s", error.path, exc_info=original)
-
-
-def _camel_case(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
 
 
 def with_code(error: GraphQLError, code: str) -> GraphQLError:

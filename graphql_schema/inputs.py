@@ -1,6 +1,6 @@
 """GraphQL inputs and their translation to the domain objects in db/ (filter, new event)."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 
 import strawberry
@@ -9,72 +9,55 @@ from strawberry.scalars import JSON
 from db import filters
 from db.idempotency import check_idempotency_key
 from db.validation import EventLimits, NewEvent, validate_event
-from graphql_schema.errors import BadUserInput, invalid_filter_error
+from graphql_schema.errors import invalid_filter_error
+
+# The GraphQL type of each kind of filter value (db.filters.Condition.value_type).
+GRAPHQL_VALUE_TYPES: dict[type, object] = {str: str, tuple: list[str], datetime: datetime, dict: JSON}
 
 
-@strawberry.input(description="Which events to return; every field given narrows the result (AND).")
-class EventFilter:
-    component: str | None = strawberry.field(default=None, description="Exact component.")
-    environment: str | None = strawberry.field(default=None, description="Exact environment.")
-    email: str | None = strawberry.field(default=None, description="Exact email.")
-    component_in: list[str] | None = strawberry.field(default=None, description="Any of these components.")
-    environment_in: list[str] | None = strawberry.field(
-        default=None, description="Any of these environments."
-    )
-    message_contains: str | None = strawberry.field(
-        default=None, description="Case-insensitive substring of the message; `%` and `_` are literal."
-    )
-    search: str | None = strawberry.field(
-        default=None,
-        description='Full-text search over the message (web-search syntax: words, "phrases", OR, -word).',
-    )
-    from_: datetime | None = strawberry.field(
-        default=None, name="from", description="Created at or after this instant (inclusive)."
-    )
-    to: datetime | None = strawberry.field(
-        default=None, description="Created before this instant (exclusive)."
-    )
-    data_contains: JSON | None = strawberry.field(
-        default=None, description="A JSON object the event's data must contain (JSONB `@>`)."
+def _filter_input_type() -> type:
+    """The `EventFilter` input, one field for each filter field offered over GraphQL.
+
+    Its Python attributes are the db filter's own names, so converting back is a copy.
+    """
+    offered = [spec for spec in filters.FILTER_FIELDS if spec.graphql is not None]
+    namespace: dict[str, object] = {
+        "__annotations__": {
+            spec.name: GRAPHQL_VALUE_TYPES[spec.condition.value_type] | None for spec in offered
+        }
+    }
+    for spec in offered:
+        namespace[spec.name] = strawberry.field(default=None, name=spec.graphql, description=spec.description)
+    return strawberry.input(
+        type("EventFilter", (), namespace),
+        description="Which events to return; every field given narrows the result (AND).",
     )
 
-    def to_event_filter(self) -> filters.EventFilter:
-        """The db filter this input asks for; BAD_USER_INPUT when `dataContains` is not an object."""
-        if self.data_contains is not None and not isinstance(self.data_contains, dict):
-            raise BadUserInput("`dataContains` must be a JSON object.", field="dataContains")
-        return filters.EventFilter(
-            component=self.component,
-            environment=self.environment,
-            email=self.email,
-            component_in=tuple(self.component_in) if self.component_in is not None else None,
-            environment_in=tuple(self.environment_in) if self.environment_in is not None else None,
-            message_contains=self.message_contains,
-            search=self.search,
-            created_from=_aware(self.from_),
-            created_to=_aware(self.to),
-            data_contains=self.data_contains,
-        )
+
+EventFilter = _filter_input_type()
 
 
-def to_event_filter(event_filter: EventFilter | None) -> filters.EventFilter:
+def to_event_filter(event_filter: object | None) -> filters.EventFilter:
     """The db filter for an optional GraphQL filter (no filter: every event), checked.
 
     Checked here, not only where SQL is built: a live subscription's filter never reaches SQL, and
     a value the database cannot compare must be the subscriber's error, not the feed's.
     """
-    converted = event_filter.to_event_filter() if event_filter is not None else filters.EventFilter()
+    values: dict[str, object] = {}
+    if event_filter is not None:
+        for spec in filters.FILTER_FIELDS:
+            value = getattr(event_filter, spec.name, None)
+            if value is not None and spec.condition.value_type is tuple:
+                value = tuple(value)
+            elif isinstance(value, datetime):
+                value = filters.utc_if_naive(value)
+            values[spec.name] = value
+    converted = filters.EventFilter(**values)  # type: ignore[arg-type]  # types follow the definition
     try:
         filters.check_filter(converted)
     except filters.InvalidFilter as error:
         raise invalid_filter_error(error) from None
     return converted
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # An instant without an offset is read as UTC, the zone every createdAt is given in.
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 @strawberry.enum(description="The order of an event list; ties on createdAt are broken by id.")

@@ -16,6 +16,7 @@ from db.filters import InvalidFilter
 from db.idempotency import IdempotencyKeyReused, InvalidIdempotencyKey
 from db.validation import InvalidEvent, PayloadShapeError
 from rest.fields_mask import MaskParseError
+from rest.from_date import InvalidFromDate
 from rest.responses import json_response, message_response
 
 try:
@@ -96,6 +97,10 @@ async def _invalid_filter(request: Request, error: Exception) -> Response:
     return message_response(f"Unable to retrieve events - {error.reason}", 400)
 
 
+async def _invalid_from_date(request: Request, error: Exception) -> Response:
+    return message_response(str(error), 400)
+
+
 async def _invalid_idempotency_key(request: Request, error: Exception) -> Response:
     return message_response(str(error), 400)
 
@@ -132,6 +137,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MaskParseError, _mask_parse_error)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(InvalidFilter, _invalid_filter)
+    app.add_exception_handler(InvalidFromDate, _invalid_from_date)
     app.add_exception_handler(InvalidIdempotencyKey, _invalid_idempotency_key)
     app.add_exception_handler(IdempotencyKeyReused, _idempotency_key_reused)
     app.add_exception_handler(NotAuthenticated, _not_authenticated)

@@ -3,6 +3,8 @@
 import re
 from datetime import UTC, date, datetime, time
 
+from db.filters import utc_if_naive
+
 _LEGACY_DATE = re.compile(r"(\d{1,2})-(\d{1,2})-(\d{4})")
 
 INVALID_FROM_DATE = "Unable to retrieve events - Invalid date specified."
@@ -28,5 +30,4 @@ def parse_from_date(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidFromDate(INVALID_FROM_DATE) from None
-    # A datetime without an offset is read as UTC, like the legacy dates.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return utc_if_naive(moment)  # like the legacy dates

@@ -316,7 +316,7 @@ class EventHub:
             for subscription in subscribers:
                 if subscription.filter.matches_locally(event):
                     asks = [
-                        questions.setdefault((record["message"], question), len(questions))
+                        questions.setdefault((record[question.condition.column], question), len(questions))
                         for question in subscription.filter.text_questions(event)
                     ]
                     matched.append((subscription, asks))

@@ -7,21 +7,28 @@ is put to PostgreSQL itself, batched: `answer_text_questions`.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
-from db.filters import EventFilter
-from db.json_text import encode_json
+from db.filters import (
+    AnyOf,
+    AtOrAfter,
+    Before,
+    Condition,
+    Equals,
+    EventFilter,
+    JsonContains,
+    Substring,
+    SubstringIgnoringCase,
+    WebSearch,
+    set_fields,
+)
 from db.live_feed.notifications import EventRecord
-
-# What PostgreSQL must decide, per (message, needle): the exact expressions of db/filters.py.
-TextQuestionKind = Literal["search", "contains_ci"]
 
 
 def parse_jsonb_text(text: str) -> Any:
@@ -89,97 +96,125 @@ def _scalar_equal(left: Any, right: Any) -> bool:
 
 
 class CandidateEvent:
-    """One event being matched; its `data` is parsed once, and only if some filter needs it."""
+    """One event being matched; a JSON column is parsed once, and only if some filter needs it."""
 
     def __init__(self, record: EventRecord) -> None:
         self.record = record
+        self._parsed: dict[str, Any] = {}
 
-    @cached_property
-    def data(self) -> Any:
-        return parse_jsonb_text(self.record["data"])
+    def json(self, column: str) -> Any:
+        if column not in self._parsed:
+            self._parsed[column] = parse_jsonb_text(self.record[column])
+        return self._parsed[column]
 
 
 @dataclass(frozen=True, slots=True)
 class TextQuestion:
-    """A predicate only PostgreSQL answers faithfully, about one event's message."""
+    """A predicate only PostgreSQL answers faithfully, about the text in one of an event's columns."""
 
-    kind: TextQuestionKind
+    condition: SubstringIgnoringCase | WebSearch
     needle: str
 
 
+# A local check: True if the event may match (False decides it does not).
+LocalCheck = Callable[[CandidateEvent], bool]
+
+
 class CompiledFilter:
-    """An EventFilter prepared for matching many events: sets built and documents parsed once."""
+    """An EventFilter prepared for matching many events: one check per set field, built once.
+
+    Each field's condition (db/filters.py) is turned into a Python check here; `MATCHER_COMPILERS` must
+    have an entry for every kind of condition (tests/db/test_filter_definition.py enumerates them).
+    """
 
     def __init__(self, event_filter: EventFilter, *, ascii_lower_is_faithful: bool = True) -> None:
         self.event_filter = event_filter
-        self._equal = [
-            (column, value)
-            for column in ("component", "environment", "email")
-            if (value := getattr(event_filter, column)) is not None
-        ]
-        self._component_in = _as_set(event_filter.component_in)
-        self._environment_in = _as_set(event_filter.environment_in)
-        self._created_from = _as_bound(event_filter.created_from)
-        self._created_to = _as_bound(event_filter.created_to)
-        # The document exactly as SQL receives it (the same encoding, then parsed as jsonb would).
-        self._data_contains = (
-            parse_jsonb_text(encode_json(event_filter.data_contains))
-            if event_filter.data_contains is not None
-            else None
-        )
-        self._ascii_lower_is_faithful = ascii_lower_is_faithful
-        contains = event_filter.message_contains
-        self._contains_lowered = contains.lower() if contains is not None and contains.isascii() else None
+        self._checks: list[LocalCheck] = []
+        self._questions: list[Callable[[CandidateEvent], TextQuestion | None]] = []
+        for spec, value in set_fields(event_filter):
+            compile_condition = MATCHER_COMPILERS[type(spec.condition)]
+            compile_condition(self, spec.condition, value, ascii_lower_is_faithful)
 
     def matches_locally(self, event: CandidateEvent) -> bool:
         """False if a predicate Python can decide fails; True leaves `text_questions` to ask."""
-        record = event.record
-        event_filter = self.event_filter
-        for column, value in self._equal:
-            if record[column] != value:
-                return False
-        # An empty *_in list matches nothing, as `= ANY('{}')` does.
-        if self._component_in is not None and record["component"] not in self._component_in:
-            return False
-        if self._environment_in is not None and record["environment"] not in self._environment_in:
-            return False
-        substring = event_filter.message_substring
-        if substring is not None and substring not in record["message"]:
-            return False
-        if self._created_from is not None and not record["created_at"] >= self._created_from:
-            return False
-        if self._created_to is not None and not record["created_at"] < self._created_to:
-            return False
-        if self._data_contains is not None and not jsonb_contains(event.data, self._data_contains):
-            return False
-        if self._ascii_contains_decidable(record["message"]):
-            return self._contains_lowered in record["message"].lower()  # type: ignore[operator]
-        return True
+        return all(check(event) for check in self._checks)
 
     def text_questions(self, event: CandidateEvent) -> list[TextQuestion]:
         """What PostgreSQL must still confirm for this event to match (after `matches_locally`)."""
-        questions: list[TextQuestion] = []
-        contains = self.event_filter.message_contains
-        if contains is not None and not self._ascii_contains_decidable(event.record["message"]):
-            questions.append(TextQuestion("contains_ci", contains))
-        if self.event_filter.search is not None:
-            questions.append(TextQuestion("search", self.event_filter.search))
-        return questions
-
-    def _ascii_contains_decidable(self, message: str) -> bool:
-        # For ASCII text every database's lower() maps A-Z to a-z like Python's, unless the hub
-        # found otherwise (a Turkish ctype); beyond ASCII, lower() depends on the database's ctype.
-        return self._ascii_lower_is_faithful and self._contains_lowered is not None and message.isascii()
+        return [question for ask in self._questions if (question := ask(event)) is not None]
 
 
-def _as_set(values: tuple[str, ...] | None) -> frozenset[str] | None:
-    return frozenset(values) if values is not None else None
+def _equals(compiled: CompiledFilter, condition: Condition, value: Any, _: bool) -> None:
+    column = condition.column
+    compiled._checks.append(lambda event: event.record[column] == value)
 
 
-def _as_bound(value: datetime | None) -> datetime | None:
+def _any_of(compiled: CompiledFilter, condition: Condition, value: Any, _: bool) -> None:
+    column, allowed = condition.column, frozenset(value)  # empty: nothing matches, as `= ANY('{}')`
+    compiled._checks.append(lambda event: event.record[column] in allowed)
+
+
+def _substring(compiled: CompiledFilter, condition: Condition, value: Any, _: bool) -> None:
+    column = condition.column
+    compiled._checks.append(lambda event: value in event.record[column])
+
+
+def _substring_ignoring_case(
+    compiled: CompiledFilter, condition: Condition, value: Any, ascii_lower_is_faithful: bool
+) -> None:
+    assert isinstance(condition, SubstringIgnoringCase)
+    column, question = condition.column, TextQuestion(condition, value)
+    # For ASCII text every database's lower() maps A-Z to a-z like Python's, unless the hub found
+    # otherwise (a Turkish ctype); beyond ASCII, lower() depends on the database's ctype.
+    lowered = value.lower() if ascii_lower_is_faithful and value.isascii() else None
+
+    def check(event: CandidateEvent) -> bool:
+        text = event.record[column]
+        return lowered is None or not text.isascii() or lowered in text.lower()
+
+    def ask(event: CandidateEvent) -> TextQuestion | None:
+        return question if lowered is None or not event.record[column].isascii() else None
+
+    compiled._checks.append(check)
+    compiled._questions.append(ask)
+
+
+def _web_search(compiled: CompiledFilter, condition: Condition, value: Any, _: bool) -> None:
+    assert isinstance(condition, WebSearch)
+    question = TextQuestion(condition, value)
+    compiled._questions.append(lambda event: question)
+
+
+def _at_or_after(compiled: CompiledFilter, condition: Condition, value: Any, _: bool) -> None:
+    column, bound = condition.column, _as_bound(value)
+    compiled._checks.append(lambda event: event.record[column] >= bound)
+
+
+def _before(compiled: CompiledFilter, condition: Condition, value: Any, _: bool) -> None:
+    column, bound = condition.column, _as_bound(value)
+    compiled._checks.append(lambda event: event.record[column] < bound)
+
+
+def _json_contains(compiled: CompiledFilter, condition: Condition, value: Any, _: bool) -> None:
+    # The document exactly as SQL receives it (the same encoding, then parsed as jsonb would).
+    column, wanted = condition.column, parse_jsonb_text(condition.sql_value(value))
+    compiled._checks.append(lambda event: jsonb_contains(event.json(column), wanted))
+
+
+MATCHER_COMPILERS: dict[type[Condition], Callable[[CompiledFilter, Condition, Any, bool], None]] = {
+    Equals: _equals,
+    AnyOf: _any_of,
+    Substring: _substring,
+    SubstringIgnoringCase: _substring_ignoring_case,
+    WebSearch: _web_search,
+    AtOrAfter: _at_or_after,
+    Before: _before,
+    JsonContains: _json_contains,
+}
+
+
+def _as_bound(value: datetime) -> datetime:
     """A filter bound as asyncpg sends it: naive means local time, datetime.max/min are ±infinity."""
-    if value is None:
-        return None
     if value == datetime.max:
         return datetime.max.replace(tzinfo=UTC)
     if value == datetime.min:
@@ -196,23 +231,33 @@ async def ascii_lower_is_faithful(connection: asyncpg.Connection) -> bool:
 async def answer_text_questions(
     connection: asyncpg.Connection, questions: Sequence[tuple[str, TextQuestion]]
 ) -> list[bool]:
-    """PostgreSQL's answer to each (message, question), in order, in one round trip."""
+    """PostgreSQL's answer to each (text, question), in order, in one round trip.
+
+    Each kind is answered by the very expression db/filters.py puts in a WHERE clause, applied
+    to the event's text instead of its column.
+    """
     if not questions:
         return []
-    messages: dict[str, int] = {}
-    message_indexes = [messages.setdefault(message, len(messages) + 1) for message, _ in questions]
+    texts: dict[str, int] = {}
+    text_indexes = [texts.setdefault(text, len(texts) + 1) for text, _ in questions]
     rows = await connection.fetch(
-        "SELECT CASE q.kind "
-        "WHEN 'search' THEN to_tsvector('simple', m.message) @@ websearch_to_tsquery('simple', q.needle) "
-        "ELSE strpos(lower(m.message), lower(q.needle)) > 0 END AS answer "
+        f"SELECT {_ANSWER_SQL} AS answer "
         "FROM unnest($2::int[], $3::text[], $4::text[]) WITH ORDINALITY "
-        "AS q(message_index, kind, needle, position) "
-        "JOIN unnest($1::text[]) WITH ORDINALITY AS m(message, message_index) "
-        "ON m.message_index = q.message_index "
+        "AS q(text_index, kind, needle, position) "
+        "JOIN unnest($1::text[]) WITH ORDINALITY AS t(text, text_index) "
+        "ON t.text_index = q.text_index "
         "ORDER BY q.position",
-        list(messages),
-        message_indexes,
-        [question.kind for _, question in questions],
+        list(texts),
+        text_indexes,
+        [type(question.condition).__name__ for _, question in questions],
         [question.needle for _, question in questions],
     )
     return [bool(row["answer"]) for row in rows]
+
+
+_ANSWER_SQL = "CASE q.kind {} END".format(
+    " ".join(
+        f"WHEN '{kind.__name__}' THEN {kind('t.text').sql('q.needle')}"
+        for kind in (SubstringIgnoringCase, WebSearch)
+    )
+)

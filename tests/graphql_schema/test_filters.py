@@ -148,7 +148,7 @@ async def test_total_count_counts_the_filter_not_the_page(client: httpx.AsyncCli
 async def test_data_contains_must_be_an_object(client: httpx.AsyncClient) -> None:
     body = await graphql(client, MESSAGES_QUERY, {"filter": {"dataContains": ["plan"]}})
     error = only_error(body)
-    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "dataContains"}
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "filter.dataContains"}
 
 
 async def test_a_nul_character_in_a_filter_is_bad_user_input_not_a_server_error(

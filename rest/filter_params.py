@@ -1,0 +1,91 @@
+"""The REST query parameters of an event filter, derived from db.filters' definition.
+
+Each filter field with a REST name becomes one query parameter, typed, documented and parsed by the
+form of its value (`REST_FORMS`). An empty parameter filters nothing, as in the original service
+(`?email=` is not "email = ''").
+"""
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Query
+
+from db.filters import FILTER_FIELDS, EventFilter, FilterField, InvalidFilter, check_filter
+from db.json_text import decode_json
+from rest.from_date import parse_from_date
+from rest.openapi_schemas import LEGACY_DATE_PATTERN, NO_NUL_PATTERN
+
+
+@dataclass(frozen=True, slots=True)
+class _Form:
+    """How one kind of filter value travels in a query string."""
+
+    annotation: Any
+    parse: Callable[[str, Any], Any]  # (field name, raw value) -> the filter's value
+    schema: dict[str, Any]
+    note: str = ""  # added to the field's description
+
+
+def _json_object(name: str, text: str) -> Any:
+    try:
+        return decode_json(text)
+    except ValueError:
+        raise InvalidFilter(name, "Must be a JSON object.") from None
+
+
+REST_FORMS: dict[type, _Form] = {
+    str: _Form(str | None, lambda name, raw: raw, {"pattern": NO_NUL_PATTERN}),
+    tuple: _Form(
+        list[str] | None,
+        lambda name, raw: tuple(raw),
+        {"items": {"type": "string", "pattern": NO_NUL_PATTERN}},
+        " Repeat the parameter for each value.",
+    ),
+    datetime: _Form(
+        str | None,
+        lambda name, raw: parse_from_date(raw),
+        {
+            "anyOf": [
+                {"type": "string", "pattern": LEGACY_DATE_PATTERN, "example": "04-16-2021"},
+                {"type": "string", "format": "date"},
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "maxLength": 0, "description": "Empty: no filter"},
+            ]
+        },
+        " MM-DD-YYYY or ISO 8601 date or datetime (no offset: UTC).",
+    ),
+    dict: _Form(str | None, _json_object, {"contentMediaType": "application/json"}, " As JSON text."),
+}
+
+REST_FILTER_FIELDS: tuple[FilterField, ...] = tuple(spec for spec in FILTER_FIELDS if spec.rest is not None)
+
+
+def _parameter(spec: FilterField) -> inspect.Parameter:
+    assert spec.rest is not None
+    form = REST_FORMS[spec.condition.value_type]
+    query = Query(description=spec.description + form.note, json_schema_extra=form.schema)
+    return inspect.Parameter(
+        spec.rest, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[form.annotation, query]
+    )
+
+
+def event_filter_from_query(**raw: Any) -> EventFilter:
+    """The checked filter the query string asks for (InvalidFilter / InvalidFromDate: a 400)."""
+    values: dict[str, Any] = {}
+    for spec in REST_FILTER_FIELDS:
+        value = raw[spec.rest]  # type: ignore[index]  # REST_FILTER_FIELDS all have one
+        if value:
+            values[spec.name] = REST_FORMS[spec.condition.value_type].parse(spec.name, value)
+    event_filter = EventFilter(**values)
+    check_filter(event_filter)
+    return event_filter
+
+
+event_filter_from_query.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [_parameter(spec) for spec in REST_FILTER_FIELDS]
+)
+
+EventFilterQuery = Annotated[EventFilter, Depends(event_filter_from_query)]
