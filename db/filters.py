@@ -175,6 +175,7 @@ class EventFilter:
     environment_in: tuple[str, ...] | None = filter_field(
         AnyOf("environment"), "Any of these environments.", graphql="environmentIn"
     )
+    email_in: tuple[str, ...] | None = filter_field(AnyOf("email"), "Any of these emails.", graphql="emailIn")
     # The legacy REST `message`.
     message_substring: str | None = filter_field(
         Substring("message"), "Case-sensitive substring of the message.", rest="message"
