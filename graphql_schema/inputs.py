@@ -7,7 +7,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from db import filters
-from db.idempotency import check_idempotency_key
+from db.idempotency import MAX_KEY_LENGTH, check_idempotency_key
 from db.validation import EventLimits, NewEvent, validate_event
 from graphql_schema.errors import invalid_filter_error
 
@@ -76,8 +76,8 @@ class RecordEventInput:
     idempotency_key: str | None = strawberry.field(
         default=None,
         description=(
-            "Optional, 1 to 255 visible ASCII characters. A retry with the same key and the same "
-            "event returns the event the first attempt recorded (same id) and writes nothing; the "
+            f"Optional, 1 to {MAX_KEY_LENGTH} visible ASCII characters. A retry with the same key and "
+            "the same event returns the event the first attempt recorded (same id) and writes nothing; the "
             "same key with another event is a BAD_USER_INPUT error."
         ),
     )

@@ -2,7 +2,8 @@
 
 import strawberry
 
-from db.idempotency import InvalidIdempotencyKey, KeyedEvent
+from api.settings import Settings
+from db.batches import IDEMPOTENCY_KEY_FIELD, BatchTooLarge, check_batch_size, check_items
 from db.validation import InvalidEvent
 from db.writes import record_many, record_one
 from graphql_schema.context import Context
@@ -12,7 +13,8 @@ from graphql_schema.types import Event, event_from_record
 
 RECORD_EVENTS_DESCRIPTION = (
     "Record several events in one transaction: all are stored or none is. At most the server's "
-    "`max_batch_events` (1000 by default) per call; more is a BAD_USER_INPUT error. A rejected "
+    f"`max_batch_events` ({Settings.model_fields['max_batch_events'].default} by default) per call; "
+    "more is a BAD_USER_INPUT error. A rejected "
     "input names its `field` and `index` in the error's extensions. Send large batches as a "
     "variable: the query text itself is limited in size."
 )
@@ -46,19 +48,17 @@ class Mutation:
     ) -> list[Event]:
         """Validate every input first, then store them all in one transaction."""
         context = info.context
-        limit = context.settings.max_batch_events
-        if len(inputs) > limit:
-            raise BadUserInput(
-                f"`inputs` holds {len(inputs)} events; at most {limit} per call.", field="inputs"
-            )
-        items: list[KeyedEvent] = []
-        for index, event_input in enumerate(inputs):
-            try:
-                new_event = event_input.to_new_event(context.settings.event_limits)
-                items.append(KeyedEvent(new_event, event_input.checked_idempotency_key()))
-            except InvalidEvent as error:
-                raise invalid_event_error(error, index=index) from None
-            except InvalidIdempotencyKey as error:
-                raise BadUserInput(str(error), field="idempotencyKey", index=index) from None
+        try:
+            check_batch_size(len(inputs), context.settings.max_batch_events)
+        except BatchTooLarge as error:
+            raise BadUserInput(str(error), field="inputs") from None
+        limits = context.settings.event_limits
+        items, problems = check_items(
+            inputs, lambda item: item.to_new_event(limits), RecordEventInput.checked_idempotency_key
+        )
+        if problems:
+            first = problems[0]
+            field = "idempotencyKey" if first.field == IDEMPOTENCY_KEY_FIELD else first.field
+            raise BadUserInput(first.reason, field=field, index=first.index)
         results = await record_many(context.database, items, scope=context.key_scope())
         return [event_from_record(result.record) for result in results]

@@ -105,6 +105,18 @@ async def test_every_invalid_item_is_reported_by_index_and_nothing_is_written(
     assert await stored_messages(database_url) == []
 
 
+async def test_an_item_with_a_bad_event_and_a_bad_key_reports_both(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    item = {**valid_event(email="not-an-email"), "idempotency_key": "has space"}
+    response = await client.post(BATCH, json=[valid_event(), item])
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert set(errors) == {"1.email", "1.idempotency_key"}
+    assert errors["1.email"] == "Invalid email address."
+    assert await stored_messages(database_url) == []
+
+
 async def test_ndjson_reports_lines_that_are_not_json_by_their_event_index(
     client: httpx.AsyncClient, database_url: str
 ) -> None:
