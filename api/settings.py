@@ -1,5 +1,6 @@
 """One typed settings object, read from the environment and an optional `.env` file."""
 
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from db.urls import as_libpq_url
-from db.validation import EventLimits
+from db.validation import DEFAULT_EVENT_LIMITS, EventLimits
 
 
 class Settings(BaseSettings):
@@ -76,12 +77,13 @@ class Settings(BaseSettings):
     graceful_shutdown_s: int = Field(default=20, ge=0)
 
     # Event size limits (db.validation.EventLimits); over a limit is a 400 naming the field.
-    max_component_length: int = Field(default=255, ge=1)
-    max_environment_length: int = Field(default=255, ge=1)
-    max_email_length: int = Field(default=320, ge=6)
-    max_message_length: int = Field(default=32_768, ge=1)
-    max_data_bytes: int = Field(default=65_536, ge=2)
-    max_data_depth: int = Field(default=32, ge=1)
+    # The defaults are db.validation's: the rules and their limits are stated there once.
+    max_component_length: int = Field(default=DEFAULT_EVENT_LIMITS.max_component_length, ge=1)
+    max_environment_length: int = Field(default=DEFAULT_EVENT_LIMITS.max_environment_length, ge=1)
+    max_email_length: int = Field(default=DEFAULT_EVENT_LIMITS.max_email_length, ge=6)
+    max_message_length: int = Field(default=DEFAULT_EVENT_LIMITS.max_message_length, ge=1)
+    max_data_bytes: int = Field(default=DEFAULT_EVENT_LIMITS.max_data_bytes, ge=2)
+    max_data_depth: int = Field(default=DEFAULT_EVENT_LIMITS.max_data_depth, ge=1)
     # Larger request bodies are refused with 413 before they are read into memory.
     max_request_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     # A request's header fields together; over it is a 431. 16 KiB is the bound of uvicorn's h11
@@ -124,15 +126,8 @@ class Settings(BaseSettings):
     # Plain properties, not cached: model_copy(update=...) would carry a stale cached value over.
     @property
     def event_limits(self) -> EventLimits:
-        """The event size limits, as the validation rules take them."""
-        return EventLimits(
-            max_component_length=self.max_component_length,
-            max_environment_length=self.max_environment_length,
-            max_email_length=self.max_email_length,
-            max_message_length=self.max_message_length,
-            max_data_bytes=self.max_data_bytes,
-            max_data_depth=self.max_data_depth,
-        )
+        """The event size limits, as the validation rules take them (same names as these settings)."""
+        return EventLimits(**{limit.name: getattr(self, limit.name) for limit in fields(EventLimits)})
 
     @property
     def idempotency_window(self) -> timedelta:
