@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from rest.openapi_schemas import MESSAGE_SCHEMA, json_content, with_headers
+from rest.openapi_schemas import HEADERS_TOO_LARGE, MESSAGE_SCHEMA, json_content, with_headers
 
 _FASTAPI_VALIDATION_ERROR = "#/components/schemas/HTTPValidationError"
 _HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -35,6 +35,8 @@ def correct_document(document: dict[str, Any], *, auth_required: bool) -> None:
             for status, response in operation["responses"].items()
             if _schema_ref(response) != _FASTAPI_VALIDATION_ERROR
         }
+        # Every route sits behind the request-header size limit (api.middleware).
+        operation["responses"].setdefault("431", HEADERS_TOO_LARGE)
         if "security" in operation:
             _document_auth(operation, auth_required)
     schemas = document.get("components", {}).get("schemas", {})

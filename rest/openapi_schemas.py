@@ -113,6 +113,7 @@ def with_headers(response: dict[str, Any], headers: dict[str, str]) -> dict[str,
 
 
 BODY_TOO_LARGE = json_content(MESSAGE_SCHEMA, "The request body is over the server's size limit")
+HEADERS_TOO_LARGE = json_content(MESSAGE_SCHEMA, "The request's headers are over the server's size limit")
 DATABASE_UNAVAILABLE = with_headers(
     json_content(MESSAGE_SCHEMA, "The database does not answer right now; retry shortly"),
     {"Retry-After": "Seconds to wait before retrying"},

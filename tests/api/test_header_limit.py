@@ -84,3 +84,10 @@ async def test_a_websocket_handshake_is_closed_unaccepted_where_no_http_answer_c
     scope = {"type": "websocket", "path": "/graphql", "headers": [(b"x-padding", b"x" * LIMIT)]}
     await HeaderSizeLimitMiddleware(app, max_bytes=LIMIT)(scope, receive, send)
     assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+async def test_every_documented_operation_lists_the_431(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/api/openapi.json")).json()
+    operations = [op for path in document["paths"].values() for op in path.values() if "responses" in op]
+    assert operations
+    assert all("431" in operation["responses"] for operation in operations)
