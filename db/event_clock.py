@@ -12,7 +12,9 @@ handed out: from `greatest(clock_timestamp(), last + 1 µs)` on, one microsecond
 order. A writer waits for the previous one to commit before it can stamp, so stamps follow commit
 order across worker processes and service replicas alike (they share the database, hence the row),
 and the clock never runs backwards even if the machine's does. Once a reader sees an event, every
-event stamped before it has committed; every event still to commit will be stamped after it.
+event stamped before it has committed; every event still to commit will be stamped after it. The
+stamp also makes the event's id (db.ids) and names the statement's events in its one notification
+(db.live_feed.notifications): no other statement's stamps fall between its first and last.
 
 The alternative, handing cursor readers only the rows below the oldest in-progress writer's
 horizon, leaves writers unserialised but needs every writer registered where readers can see it

@@ -41,9 +41,11 @@ class Event(SQLModel, table=True):
         ),
     )
 
+    # A UUIDv7 made from created_at by the inserting statement (db/ids.py); the default, the same
+    # generator on the clock's time, is for rows written by hand.
     id: uuid.UUID | None = Field(
         default=None,
-        sa_column=Column(Uuid, primary_key=True, server_default=text("gen_random_uuid()")),
+        sa_column=Column(Uuid, primary_key=True, server_default=text("uuid7_at(clock_timestamp())")),
     )
     component: str = Field(sa_column=Column(Text, nullable=False))
     environment: str = Field(sa_column=Column(Text, nullable=False))

@@ -7,8 +7,9 @@ from datetime import datetime
 
 import asyncpg
 
-from db.event_clock import clock_cte, stamp
+from db.event_clock import stamp
 from db.filters import EventFilter, SqlParams, filter_conditions
+from db.ids import event_id
 from db.json_text import encode_json
 from db.live_feed.notifications import inserting_and_announcing
 from db.validation import NewEvent
@@ -26,26 +27,27 @@ class EventKey:
     id: uuid.UUID
 
 
-# Each insert stamps its events in commit order (db.event_clock) and NOTIFYs the live feed
-# (db.live_feed.hub) from the same statement: one round trip, delivered at COMMIT only. WITH
-# ORDINALITY and ORDER BY keep the input order, and INSERT ... SELECT returns rows (and so sends
-# notifications) in the order it inserts them.
+# Each insert stamps its events in commit order (db.event_clock), makes their ids from the stamps
+# (db.ids) and NOTIFYs the live feed once (db.live_feed.notifications), in one statement: one round
+# trip, announced at COMMIT only. WITH ORDINALITY and the stamps keep the input order.
 _INSERT_ONE_AND_ANNOUNCE = inserting_and_announcing(
-    "INSERT INTO events (component, environment, email, message, data, created_at) "
-    f"SELECT $1::text, $2::text, $3::text, $4::text, $5::jsonb, {stamp('1', '1')} FROM clock",
+    "INSERT INTO events (id, component, environment, email, message, data, created_at) "
+    f"SELECT {event_id('stamped.at')}, $1::text, $2::text, $3::text, $4::text, $5::jsonb, stamped.at "
+    f"FROM clock, LATERAL (SELECT {stamp('1', '1')}) AS stamped(at)",
     returning=EVENT_COLUMNS,
-    before=clock_cte("1"),
+    count="1",
 )
 _BATCH_SIZE = "cardinality($1::text[])"
 _INSERT_MANY_AND_ANNOUNCE = inserting_and_announcing(
-    "INSERT INTO events (component, environment, email, message, data, created_at) "
-    "SELECT batch.component, batch.environment, batch.email, batch.message, batch.data::jsonb, "
-    f"{stamp(_BATCH_SIZE, 'batch.position')} "
+    "INSERT INTO events (id, component, environment, email, message, data, created_at) "
+    f"SELECT {event_id('stamped.at')}, batch.component, batch.environment, batch.email, batch.message, "
+    "batch.data::jsonb, stamped.at "
     "FROM clock, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY "
-    "AS batch(component, environment, email, message, data, position) "
+    "AS batch(component, environment, email, message, data, position), "
+    f"LATERAL (SELECT {stamp(_BATCH_SIZE, 'batch.position')}) AS stamped(at) "
     "ORDER BY batch.position",
     returning=EVENT_COLUMNS,
-    before=clock_cte(_BATCH_SIZE),
+    count=_BATCH_SIZE,
 )
 
 
@@ -62,7 +64,7 @@ async def insert_event(connection: asyncpg.Connection, event: NewEvent) -> async
 
 
 async def insert_events(connection: asyncpg.Connection, events: Sequence[NewEvent]) -> list[asyncpg.Record]:
-    """Store several events in one statement and announce each (delivered at commit, in order).
+    """Store several events in one statement and announce them (one notification, at commit).
 
     Returns them as stored, in the order given.
     """
@@ -90,6 +92,26 @@ async def get_events_by_ids(
     return await connection.fetch(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY($1::uuid[])", list(event_ids)
     )
+
+
+async def get_events_stamped(
+    connection: asyncpg.Connection, spans: Sequence[tuple[datetime, datetime]]
+) -> list[asyncpg.Record]:
+    """The events stamped within each (first, last) span: span after span, each oldest first."""
+    sql, values = stamped_query(spans)
+    return await connection.fetch(sql, *values)
+
+
+def stamped_query(spans: Sequence[tuple[datetime, datetime]]) -> tuple[str, list[object]]:
+    """The SQL (and its parameters) of `get_events_stamped`; tests EXPLAIN exactly this."""
+    sql = (
+        "SELECT stamped.* FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY "
+        "AS span(first_at, last_at, position), "
+        f"LATERAL (SELECT {EVENT_COLUMNS} FROM events "
+        "WHERE created_at BETWEEN span.first_at AND span.last_at) AS stamped "
+        "ORDER BY span.position, stamped.created_at, stamped.id"
+    )
+    return sql, [[first for first, _ in spans], [last for _, last in spans]]
 
 
 async def stream_events(

@@ -1,9 +1,10 @@
 """The live feed: one LISTEN connection per process, each recorded event fanned out in-process.
 
-Every insert announces its events on the `events_recorded` channel (db.live_feed.notifications);
-PostgreSQL delivers them at commit, in commit order, to every listening process. A process holds
-one connection for that, whatever its number of subscribers, and hands each event to the
-subscribers whose filter matches, in the order the notifications arrived.
+Every inserting statement announces its events with one notification on the `events_recorded`
+channel (db.live_feed.notifications); PostgreSQL delivers them at commit, in commit order, to every
+listening process. A process holds one connection for that, whatever its number of subscribers,
+reads the announced events back once (one query for the notifications it handles together), and
+hands each event to the subscribers whose filter matches, in the order the notifications arrived.
 
 A subscriber is never silently skipped: when it falls too far behind, or when the LISTEN
 connection drops (events committed meanwhile never reach this process), its subscription ends with
@@ -15,7 +16,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
@@ -30,7 +31,13 @@ from db.live_feed.matching import (
     answer_text_questions,
     ascii_lower_is_faithful,
 )
-from db.live_feed.notifications import EVENTS_CHANNEL, EventRecord, as_event_record, decode_announcement
+from db.live_feed.notifications import (
+    EVENTS_CHANNEL,
+    Announcement,
+    EventRecord,
+    as_event_record,
+    decode_announcement,
+)
 from db.live_feed.subscription import (
     EventFeedClosed,
     EventFeedInterrupted,
@@ -39,7 +46,7 @@ from db.live_feed.subscription import (
     Subscription,
     SubscriptionEnded,
 )
-from db.repository import get_events_by_ids
+from db.repository import get_events_stamped
 from db.urls import as_libpq_url
 
 log = logging.getLogger(__name__)
@@ -48,9 +55,13 @@ log = logging.getLogger(__name__)
 # events/s, five seconds of backlog. A constructor argument for callers that need another bound.
 DEFAULT_MAX_PENDING_EVENTS = 1_000
 
-# Notifications handled in one round: oversize events and text-search questions of a round are
-# answered with one query each, so a burst costs a few round trips, not one per event.
+# Notifications handled in one round: the events they announce and the text-search questions about
+# them are read and answered with one query each, so a burst costs a few round trips, not one per
+# notification.
 _MAX_ROUND = 500
+# Announced events read with one query, at most (unless one statement announced more): a round of
+# large batches is read and fanned out in parts, so memory holds one part, not the whole round.
+_MAX_EVENTS_PER_READ = 2_000
 
 _DATABASE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 
@@ -100,6 +111,8 @@ class EventHub:
         self._ascii_lower_is_faithful = True
         self._stopping = False
         self._dispatcher: asyncio.Task[None] | None = None
+        # Told (events, seconds since the oldest was stamped) for each round fanned out: api.metrics.
+        self.on_round: Callable[[int, float], None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
 
     @property
@@ -301,12 +314,19 @@ class EventHub:
             )
 
     async def _deliver(self, payloads: list[str]) -> None:
-        subscribers = [s for s in self._subscriptions if not s.ended]
-        if not subscribers:
+        if all(s.ended for s in self._subscriptions):
             return  # nobody listening in this process: not even worth decoding the payloads
-        records = await self._records(payloads)
-        if not records:
-            return
+        for part in _parts_to_read(_decode(payloads)):
+            subscribers = [s for s in self._subscriptions if not s.ended]
+            if not subscribers:
+                return
+            records = await self._records(part)
+            if records:
+                await self._fan_out(records, subscribers)
+                if self.on_round is not None:
+                    self.on_round(len(records), time.time() - records[0]["created_at"].timestamp())
+
+    async def _fan_out(self, records: list[EventRecord], subscribers: list[Subscription]) -> None:
         # First every predicate Python decides; then one query for those only PostgreSQL can.
         plan: list[tuple[EventRecord, list[tuple[Subscription, list[int]]]]] = []
         questions: dict[tuple[str, TextQuestion], int] = {}
@@ -336,35 +356,37 @@ class EventHub:
                         ),
                     )
 
-    async def _records(self, payloads: list[str]) -> list[EventRecord]:
-        """The events in notification order, fetching those too large for a payload in one query."""
-        announcements = []
-        for payload in payloads:
-            try:
-                announcements.append(decode_announcement(payload))
-            except ValueError:
-                log.error("event feed: ignoring a foreign notification: %.200r", payload)
-        missing = [a.event_id for a in announcements if a.record is None]
-        fetched: dict[object, EventRecord] = {}
-        if missing:
+    async def _records(self, announcements: list[Announcement]) -> list[EventRecord]:
+        """The announced events in notification order: those not carried along read with one query."""
+        spans = [(a.first_at, a.last_at) for a in announcements if a.record is None]
+        rows: list[asyncpg.Record] = []
+        if spans:
             try:
                 async with self._read_connection() as connection:
-                    rows = await get_events_by_ids(connection, missing)
+                    rows = await get_events_stamped(connection, spans)
             except _DATABASE_ERRORS as error:
-                # Without the event no filter can be evaluated: nobody may silently miss it.
+                # Without the events no filter can be evaluated: nobody may silently miss them.
                 self._end_subscriptions(
                     self._subscriptions,
-                    EventFeedInterrupted(f"the live event feed could not read an event ({error})"),
+                    EventFeedInterrupted(f"the live event feed could not read events ({error})"),
                 )
                 return []
-            fetched = {row["id"]: as_event_record(row) for row in rows}
         records: list[EventRecord] = []
+        read = 0
         for announcement in announcements:
-            record = announcement.record or fetched.get(announcement.event_id)
-            if record is None:
-                log.info("event feed: event %s was deleted before it could be read", announcement.event_id)
+            if announcement.record is not None:
+                records.append(announcement.record)
                 continue
-            records.append(record)
+            # Rows come span after span, and no two statements' spans overlap (db.event_clock): a
+            # span's events are the run of rows stamped within it.
+            first = read
+            while read < len(rows) and _within(rows[read], announcement):
+                records.append(as_event_record(rows[read]))
+                read += 1
+            if (deleted := announcement.count - (read - first)) > 0:
+                log.info("event feed: %d events were deleted before they could be read", deleted)
+        # Unreachable while spans never overlap; were they to, an event is still never dropped.
+        records.extend(as_event_record(row) for row in rows[read:])
         return records
 
     async def _answer(
@@ -393,3 +415,32 @@ class EventHub:
         for subscription in list(subscriptions):
             subscription.finish(reason)
             self._subscriptions.pop(subscription, None)
+
+
+def _decode(payloads: list[str]) -> list[Announcement]:
+    announcements = []
+    for payload in payloads:
+        try:
+            announcements.append(decode_announcement(payload))
+        except ValueError:
+            log.error("event feed: ignoring a foreign notification: %.200r", payload)
+    return announcements
+
+
+def _within(row: asyncpg.Record, announcement: Announcement) -> bool:
+    return announcement.first_at <= row["created_at"] <= announcement.last_at
+
+
+def _parts_to_read(announcements: list[Announcement]) -> Iterator[list[Announcement]]:
+    """The announcements in order, in parts of at most _MAX_EVENTS_PER_READ events to read (or one)."""
+    part: list[Announcement] = []
+    events = 0
+    for announcement in announcements:
+        to_read = 0 if announcement.record is not None else announcement.count
+        if part and events + to_read > _MAX_EVENTS_PER_READ:
+            yield part
+            part, events = [], 0
+        part.append(announcement)
+        events += to_read
+    if part:
+        yield part

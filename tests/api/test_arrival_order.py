@@ -1,8 +1,10 @@
 """Arrival order is kept: the events of one request, and the single writes one group commit took
-together, are listed (and paged by cursor) in the order they arrived, never by their random ids."""
+together, are listed (and paged by cursor) in the order they arrived, and their ids (UUIDv7 made
+from the commit-order stamp) ascend in that order too."""
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -110,3 +112,21 @@ async def test_single_writes_committed_together_are_listed_in_arrival_order(
     await assert_listed_in_order(client, arrived)
     stamps = [response.json()["created_at"] for response in responses]
     assert len(set(stamps)) == len(stamps), "two events share a created_at"
+    id_of = {response.json()["message"]: uuid.UUID(response.json()["id"]) for response in responses}
+    ids_in_arrival_order = [id_of[message] for message in arrived]
+    assert ids_in_arrival_order == sorted(ids_in_arrival_order)
+    assert {event_id.version for event_id in ids_in_arrival_order} == {7}
+
+
+@pytest.mark.parametrize("door", ["rest", "graphql"])
+async def test_a_batchs_ids_ascend_in_input_order(client: httpx.AsyncClient, door: str) -> None:
+    inputs = [valid_event(message=message) for message in BATCHES[1]]
+    if door == "rest":
+        response = await client.post("/api/events/batch", json=inputs)
+        assert response.status_code == 201
+        ids = [uuid.UUID(event["id"]) for event in response.json()["events"]]
+    else:
+        data = await graphql_data(client, RECORD_EVENTS, {"inputs": inputs})
+        ids = [uuid.UUID(event["id"]) for event in data["recordEvents"]]
+    assert ids == sorted(ids)
+    assert {event_id.version for event_id in ids} == {7}

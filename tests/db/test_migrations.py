@@ -1,11 +1,15 @@
 """The schema Alembic builds is the schema the models declare."""
 
 import asyncio
+import uuid
 
+import asyncpg
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from db.migrate import alembic_config
 from db.models import SQLModel
 from db.urls import as_sqlalchemy_url
 
@@ -25,3 +29,36 @@ def test_models_and_migration_head_agree(database_url: str) -> None:
             await engine.dispose()
 
     assert asyncio.run(differences()) == []
+
+
+def test_event_ids_migration_keeps_existing_ids_and_downgrades(empty_database: str) -> None:
+    """0006: events written before keep their ids, new ones get version 7; downgrade restores version 4."""
+    config = alembic_config(empty_database)
+
+    async def insert_by_hand() -> uuid.UUID:
+        connection = await asyncpg.connect(empty_database)
+        try:
+            return await connection.fetchval(
+                "INSERT INTO events (component, environment, message, data) "
+                "VALUES ('order', 'production', 'by hand', '{}') RETURNING id"
+            )
+        finally:
+            await connection.close()
+
+    async def stored_ids() -> set[uuid.UUID]:
+        connection = await asyncpg.connect(empty_database)
+        try:
+            return {row["id"] for row in await connection.fetch("SELECT id FROM events")}
+        finally:
+            await connection.close()
+
+    command.upgrade(config, "0005")
+    before = asyncio.run(insert_by_hand())
+    assert before.version == 4
+    command.upgrade(config, "head")
+    assert asyncio.run(stored_ids()) == {before}
+    assert asyncio.run(insert_by_hand()).version == 7
+    command.downgrade(config, "0005")
+    assert asyncio.run(insert_by_hand()).version == 4
+    command.upgrade(config, "head")
+    assert asyncio.run(insert_by_hand()).version == 7

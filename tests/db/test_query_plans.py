@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from db.filters import EventFilter
-from db.repository import EventKey, page_query, stream_query
+from db.repository import EventKey, page_query, stamped_query, stream_query
 
 pytestmark = pytest.mark.slow
 
@@ -126,3 +126,16 @@ async def test_paging_on_from_a_cursor_is_an_index_range(seeded: asyncpg.Connect
     plan = await _plan(seeded, sql, values)
     assert "Index Scan Backward using ix_events_created_at_id" in plan, plan
     assert "Sort" not in plan, plan
+
+
+async def test_reading_announced_events_back_is_an_index_range_per_announcement(
+    seeded: asyncpg.Connection,
+) -> None:
+    stamps = [
+        row["created_at"]
+        for row in await seeded.fetch("SELECT created_at FROM events ORDER BY created_at DESC LIMIT 5")
+    ]
+    sql, values = stamped_query([(stamps[4], stamps[3]), (stamps[1], stamps[0])])
+    plan = await _plan(seeded, sql, values)
+    assert "ix_events_created_at_id" in plan, plan
+    assert "Seq Scan" not in plan, plan
