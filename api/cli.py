@@ -14,9 +14,9 @@ import asyncpg
 import typer
 import uvicorn
 from pydantic import ValidationError
-from uvicorn.supervisors import Multiprocess
 
 from api.database_setup import DatabaseNotReady, prepared_database
+from api.metrics_workers import MetricsAwareMultiprocess, shared_metrics_directory
 from api.settings import Settings
 from db import api_keys
 from db.engine import Database
@@ -147,12 +147,14 @@ def serve(
         access_log=False,  # api.middleware logs one line per request, with its request id
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )
-    if workers > 1:
-        # The supervisor forwards SIGTERM to the workers, waits for them, and returns.
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-        return
-    server = CleanExitServer(config)
-    server.run()
+    # Before any worker starts: prometheus-client reads it when a worker first imports it.
+    with shared_metrics_directory(workers):
+        if workers > 1:
+            # The supervisor forwards SIGTERM to the workers, waits for them, and returns.
+            MetricsAwareMultiprocess(config, sockets=[config.bind_socket()]).run()
+            return
+        server = CleanExitServer(config)
+        server.run()
     if not server.started:
         raise typer.Exit(3)  # uvicorn's own "startup failed" code; the reason is already logged
 

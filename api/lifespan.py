@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from api.database_setup import prepared_database
+from api.metrics import observing
 from api.settings import Settings
 from db.api_keys import KeyVerifier
 from db.engine import Database
@@ -22,6 +23,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open everything the app needs on startup; release it, in reverse, on shutdown."""
     settings: Settings = app.state.settings
     async with AsyncExitStack() as resources:
+        # Left last: spans still buffered are sent before the process ends (api.telemetry).
+        if (tracer_provider := getattr(app.state, "tracer_provider", None)) is not None:
+            resources.callback(tracer_provider.shutdown)
         # Entered first, so it is left last: the embedded server outlives the pool and the feed.
         url = await resources.enter_async_context(
             prepared_database(settings, migrate_external=settings.migrate_on_start)
@@ -55,6 +59,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await event_writer.start()
         resources.push_async_callback(event_writer.stop)
         app.state.event_writer = event_writer
+        # The writer and the feed report to the metrics; the pool and subscriber gauges are sampled.
+        await resources.enter_async_context(observing(database, event_hub, event_writer))
         # Everything made at startup (imports, schema, pool) lives as long as the process: move it
         # out of the collector's reach, so full collections stay short while requests run (a
         # 100k-event stream otherwise saw ~60 ms pauses walking ~130k startup objects).

@@ -1,12 +1,26 @@
-"""Pure-ASGI middleware: request ids with one log line per request, and the request size limits."""
+"""Pure-ASGI middleware: request ids with one log line per request, request metrics, size limits."""
 
 import logging
 import re
 import time
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
+from starlette.applications import Starlette
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.metrics import ServiceMetrics, request_door
+
+try:
+    from fastapi.routing import iter_route_contexts
+except ImportError:  # FastAPI before included routers stayed nested: app.router.routes is flat
+
+    def iter_route_contexts(routes: Iterable[Any]) -> Iterable[Any]:  # type: ignore[misc]
+        return routes
+
 
 access_log = logging.getLogger("api.access")
 
@@ -50,6 +64,83 @@ class RequestLogMiddleware:
                 (time.perf_counter() - started) * 1000,
                 request_id,
             )
+
+
+class RequestMetricsMiddleware:
+    """Count and time every HTTP request by route template and status (api.metrics).
+
+    The route label is the template of the route that served the request (`/api/events/{event_id}`),
+    never the raw path, so any number of ids or unknown paths make a bounded set of series. It also
+    marks the request's door (REST or GraphQL) for the events it records, websockets included.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, metrics: ServiceMetrics, routes: Starlette, graphql_path: str
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.templates = RouteTemplates(routes)
+        self.graphql_path = graphql_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        graphql = path == self.graphql_path or path.startswith(self.graphql_path + "/")
+        door = request_door.set("graphql" if graphql else "rest")
+        if scope["type"] == "websocket":
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                request_door.reset(door)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app fails before answering
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        finally:
+            request_door.reset(door)
+            self.metrics.observe_request(
+                scope["method"], self.templates.of(scope, path), status, time.perf_counter() - started
+            )
+
+
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+class RouteTemplates:
+    """The route template of a request, once the app has handled it."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self._routes: list[Any] | None = None
+
+    def of(self, scope: Scope, path: str) -> str:
+        """The template of the route that served `scope`; for a request no route served (refused
+        before routing, a mount, a 404), the first route `path` matches, else UNMATCHED_ROUTE."""
+        route = scope.get("route")
+        if route is not None:
+            return route.path_format
+        if self._routes is None:  # every route is added by now: create_app has returned
+            self._routes = list(iter_route_contexts(self.app.router.routes))
+        # A clean scope: routing has changed the request's (a mount's root_path, path_params).
+        probe = {"type": "http", "path": path, "root_path": "", "method": scope["method"]}
+        partial = UNMATCHED_ROUTE  # the path matches but not the method: Starlette's 405
+        for candidate in self._routes:
+            match, _ = candidate.matches(probe)
+            if match is Match.FULL:
+                return candidate.path_format
+            if match is Match.PARTIAL and partial is UNMATCHED_ROUTE:
+                partial = candidate.path_format
+        return partial
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

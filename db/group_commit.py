@@ -23,7 +23,7 @@ import asyncio
 import copy
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -75,6 +75,8 @@ class GroupCommitter:
         self._max_wait_s = max_wait_s
         self.coalescing = max_rows > 1 and max_wait_s > 0
         self.stats = GroupCommitStats()
+        # Told (events, seconds its oldest event waited) for each batch written: api.metrics.
+        self.on_batch: Callable[[int, float], None] | None = None
         self._queue = _Queue()
         self._previous_batch_rows = 0
         self._stopping = False
@@ -136,7 +138,10 @@ class GroupCommitter:
                 batch = self._take_batch()
                 if batch:
                     self._previous_batch_rows = len(batch)
+                    waited_s = asyncio.get_running_loop().time() - batch[0].arrived_at
                     await self._write(batch)
+                    if self.on_batch is not None:
+                        self.on_batch(len(batch), waited_s)
             except Exception as error:
                 # A bug must neither stop the writer nor leave these callers waiting forever.
                 log.exception("group commit: unexpected error writing %d events", len(batch))
