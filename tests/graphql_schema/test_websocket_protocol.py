@@ -292,9 +292,8 @@ TRANSPORT_WS_VIOLATIONS: dict[str, object] = {
     "an operationName that is a number": subscribe("1", {"query": "{ __typename }", "operationName": 5}),
     "an operationName that is an object": subscribe("1", {"query": "{ __typename }", "operationName": {}}),
     "extensions that are a list": subscribe("1", {"query": "{ __typename }", "extensions": []}),
-    "a persisted query hash alone": subscribe(
-        "1", {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "ab" * 32}}}
-    ),
+    # A query may be left out only when extensions.persistedQuery names the document.
+    "no query and a null persisted query": subscribe("1", {"extensions": {"persistedQuery": None}}),
     "complete without id": {"type": "complete"},
     "complete with a numeric id": {"type": "complete", "id": 7},
     "a binary frame": b"\x00\x01",
@@ -447,7 +446,7 @@ LEGACY_MISTAKES: dict[str, tuple[object, str, str, bool]] = {
             "1", {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "ab" * 32}}}, LEGACY_WS
         ),
         "error",
-        "PERSISTED_QUERY_NOT_SUPPORTED",
+        "PERSISTED_QUERY_NOT_FOUND",
         True,
     ),
     "a second connection_init": (INIT, "connection_error", "BAD_REQUEST", False),
