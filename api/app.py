@@ -5,15 +5,18 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.lifespan import lifespan
+from api.metrics import metrics_router, service_metrics
 from api.middleware import (
     BodySizeLimitMiddleware,
     ControlCharacterPathMiddleware,
     HeaderSizeLimitMiddleware,
     RequestLogMiddleware,
+    RequestMetricsMiddleware,
 )
 from api.settings import Settings
+from api.telemetry import install_tracing
 from graphql_schema.graphiql import mount_graphiql_assets
-from graphql_schema.router import graphql_router
+from graphql_schema.router import GRAPHQL_PATH, graphql_router
 from rest import batch, docs, events, health
 from rest.errors import STATUS_MESSAGES, install_error_handlers
 
@@ -46,11 +49,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ControlCharacterPathMiddleware, not_found_body=orjson.dumps({"message": STATUS_MESSAGES[404]})
     )
     app.add_middleware(HeaderSizeLimitMiddleware, max_bytes=settings.max_request_header_bytes)
+    app.add_middleware(
+        RequestMetricsMiddleware, metrics=service_metrics(), routes=app, graphql_path=GRAPHQL_PATH
+    )
     app.add_middleware(RequestLogMiddleware)
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(batch.router)
-    app.include_router(graphql_router(settings))
+    graphql = graphql_router(settings)
+    app.include_router(graphql)
+    app.router.routes.insert(0, graphql.post_route())  # matched first: the lean path for operations
+    app.include_router(metrics_router(settings))
     docs.mount_docs(app)
     mount_graphiql_assets(app)
+    install_tracing(app, settings)
     return app

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from db.urls import as_libpq_url
 from db.validation import DEFAULT_EVENT_LIMITS, EventLimits
+from graphql_schema.persisted_documents import read_manifest
 
 
 class Settings(BaseSettings):
@@ -56,6 +57,19 @@ class Settings(BaseSettings):
     # Websocket connections per process (beyond it the handshake is refused) and per API key.
     graphql_max_websockets: int = Field(default=1_000, ge=1)
     graphql_max_websockets_per_key: int = Field(default=100, ge=1)
+    # Run the hot operations from compiled plans (graphql_schema.plans); off, every operation goes
+    # through graphql-core's executor. The answers are the same either way.
+    graphql_compiled_plans: bool = True
+    # Live subscriptions with the same document, variables and API key share one execution per
+    # event (graphql_schema.websockets.shared_streams); off, each subscriber runs its own.
+    graphql_shared_subscriptions: bool = True
+    # Automatic persisted queries: the documents clients register by hash are kept per process, the
+    # least recently used dropped first beyond this many bytes of text (8 MiB: ~4,000 documents of
+    # 2 KiB). 0 turns APQ off: a request by hash then gets PersistedQueryNotSupported.
+    graphql_apq_cache_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
+    # A JSON manifest of trusted documents (README, "Persisted and trusted documents"): when set,
+    # only those documents run. Every hash is checked here, so a wrong one stops start-up.
+    graphql_trusted_documents: Path | None = None
     # Events a live subscriber may fall behind by before it catches up from the table instead.
     subscription_queue_size: int = Field(default=1_000, ge=1)
     # Most events one recordEvents call (or one batch request) may carry; all-or-nothing.
@@ -104,6 +118,11 @@ class Settings(BaseSettings):
     # (a verified or refused key is remembered for half of it; live feeds re-check at that pace).
     api_key_cache_s: float = Field(default=5.0, ge=0)
 
+    # GET /metrics then requires `Authorization: Bearer <token>`; unset, it is open (never API keys).
+    metrics_token: SecretStr | None = None
+    # OpenTelemetry traces go to this OTLP/HTTP collector (e.g. http://localhost:4318); off when unset.
+    otel_exporter_otlp_endpoint: str | None = None
+
     log_level: str = "INFO"
 
     @field_validator("database_url")
@@ -122,6 +141,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("graphql_trusted_documents")
+    @classmethod
+    def _trustworthy_manifest(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_manifest(value)  # a ManifestError (ValueError) names the file and the problem
+        return value
+
+    @field_validator(
+        "graphql_trusted_documents", "metrics_token", "otel_exporter_otlp_endpoint", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     # Plain properties, not cached: model_copy(update=...) would carry a stale cached value over.
     @property

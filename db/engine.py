@@ -76,6 +76,7 @@ class Database:
                     "statement_timeout": str(statement_timeout_ms),
                     "timezone": "UTC",
                 },
+                reset=_keep_session,
             )
         except CONNECTION_ERRORS as error:
             raise DatabaseUnavailable(str(error) or type(error).__name__) from error
@@ -95,9 +96,9 @@ class Database:
     async def single_statement(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection for one statement that commits on its own (no BEGIN, no COMMIT round trips).
 
-        For writes that are a single statement: the commit happens inside the server as the
-        statement ends, so locks the statement takes (db.event_clock) are held for no network
-        round trip, and the caller hears back only once it is committed.
+        For a read, one round trip. For a write that is a single statement, the commit happens
+        inside the server as the statement ends, so locks the statement takes (db.event_clock) are
+        held for no network round trip, and the caller hears back only once it is committed.
         """
         async with self._connection(explicit_transaction=False) as connection:
             yield connection
@@ -140,3 +141,14 @@ class Database:
             # InterfaceError); terminating here covers any other path, so the pool opens a new one.
             with suppress(asyncpg.InterfaceError):
                 connection.terminate()
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """What a connection needs on its way back to the pool beyond what asyncpg always does.
+
+    asyncpg always rolls back a transaction left open and forgets listener callbacks first; its
+    default reset then sends `UNLISTEN *; CLOSE ALL; RESET ALL; SELECT pg_advisory_unlock_all()`,
+    a round trip on every release. The service leaves none of that state on pooled connections: no
+    LISTEN (the live feed has a connection of its own), no cursor outside a transaction, no SET
+    (settings come with the connection, `server_settings` above), no advisory lock. So: nothing.
+    """

@@ -31,6 +31,14 @@ def json_bytes(document: object) -> bytes:
         return json.dumps(document, allow_nan=False, separators=(",", ":")).encode()
 
 
+def canonical_json(document: object) -> bytes:
+    """`document` as JSON with its keys sorted: equal values, equal bytes (for keys of caches)."""
+    try:
+        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
 # orjson reads integers beyond 64 bits as floats; a run of 19 digits or more may be one, and sends
 # the text to the exact (slower) parser.
 _LONG_NUMBER = re.compile(r"\d{19}")

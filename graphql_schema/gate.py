@@ -2,18 +2,22 @@
 
 A transport (graphql_schema.http_transport, graphql_schema.websockets) turns what the client
 sent into an `OperationRequest` (`operation_request`), then asks `admit` whether it may run. `admit`
-parses, picks the operation, validates, coerces the variables and applies the policy (cost limit and
-per-field authorization, graphql_schema.policy), in that order and in this one place, so no resolver
-and no SQL runs for a request that will be refused. A refusal is a `RequestRefused` carrying GraphQL
-errors, each with an `extensions.code`, and the HTTP status it deserves. Only then does the transport
-hand the operation to Strawberry, which finds the parsed document and its validation in the caches
-this gate filled (see `AdmittedDocuments` in graphql_schema.schema).
+finds the document (sent as text, or named by hash: automatic persisted queries and trusted
+documents, graphql_schema.persisted_documents), parses it, picks the operation, validates, coerces
+the variables and applies the policy (cost limit and per-field authorization,
+graphql_schema.policy), in that order and in this one place, so no resolver and no SQL runs for a
+request that will be refused, and a document named by hash passes every step a text does. A
+refusal is a `RequestRefused` carrying GraphQL errors, each with an `extensions.code`, and the HTTP
+status it deserves. Only then does the transport hand the operation (as `admit` returns it, with
+its document's text) to Strawberry, which finds the parsed document and its validation in the
+caches this gate filled (see `AdmittedDocuments` in graphql_schema.schema).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
@@ -24,10 +28,12 @@ from graphql import (
     OperationType,
     get_operation_ast,
 )
-from graphql.execution.values import get_variable_values
+from graphql.execution.values import VariableValues, get_variable_values
 
+from db.json_text import canonical_json
 from graphql_schema import policy
 from graphql_schema.errors import BAD_REQUEST, BAD_USER_INPUT, with_code
+from graphql_schema.persisted_documents import sha256_hex
 
 if TYPE_CHECKING:
     from graphql_schema.context import Context
@@ -36,8 +42,17 @@ if TYPE_CHECKING:
 GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 OPERATION_RESOLUTION_FAILURE = "OPERATION_RESOLUTION_FAILURE"
-PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
 OPERATION_NOT_SUPPORTED = "OPERATION_NOT_SUPPORTED"
+PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
+PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+PERSISTED_QUERY_NOT_ALLOWED = "PERSISTED_QUERY_NOT_ALLOWED"
+NOT_ALLOWED_MESSAGE = "Only trusted documents may run on this server."
+# Apollo Server's answer to a hash it cannot serve: 200 whatever the media type, so no error
+# handling between server and client hides the message Apollo's link reacts to, and not cacheable,
+# so the client's retry with the document is not answered from a cache (GET requests by hash are).
+PERSISTED_QUERY_ERROR_HEADERS = {"Cache-Control": "private, no-cache, must-revalidate"}
+# Called for each operation the cost limit refuses (api.metrics counts them); nothing when None.
+on_cost_refused: Callable[[], None] | None = None
 
 
 class RequestRefused(Exception):
@@ -45,40 +60,63 @@ class RequestRefused(Exception):
 
     `status` is the HTTP status under `application/graphql-response+json`. `malformed` marks a
     request that is not a well-formed GraphQL-over-HTTP request at all (not an object, no query, a
-    parameter of the wrong type): such a request is a 400 whatever media type the client accepts.
+    parameter of the wrong type, a persisted query extension that cannot be taken): such a request
+    is a 400 whatever media type the client accepts. `headers` go with the HTTP answer.
     """
 
-    def __init__(self, errors: list[GraphQLError], *, status: int = 400, malformed: bool = False) -> None:
+    def __init__(
+        self,
+        errors: list[GraphQLError],
+        *,
+        status: int = 400,
+        malformed: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(errors[0].message if errors else "request refused")
         self.errors = errors
         self.status = status
         self.malformed = malformed
+        self.headers = headers
 
     @classmethod
     def one(
-        cls, message: str, code: str, *, status: int = 400, malformed: bool = False, **extensions: Any
+        cls,
+        message: str,
+        code: str,
+        *,
+        status: int = 400,
+        malformed: bool = False,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
     ) -> RequestRefused:
         """A refusal with a single error carrying `code` (and any further `extensions`)."""
         error = GraphQLError(message, extensions={"code": code, **extensions})
-        return cls([error], status=status, malformed=malformed)
+        return cls([error], status=status, malformed=malformed, headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
 class OperationRequest:
-    """The parameters of one GraphQL request, each of the type the GraphQL-over-HTTP spec allows."""
+    """The parameters of one GraphQL request, each of the type the GraphQL-over-HTTP spec allows.
 
-    query: str
+    `query` is None only when `extensions.persistedQuery` names the document instead.
+    """
+
+    query: str | None
     variables: dict[str, Any] | None
     operation_name: str | None
     extensions: dict[str, Any] | None
+
+    @property
+    def persisted_query(self) -> object:
+        """`extensions.persistedQuery` as sent (Apollo's `{"version": 1, "sha256Hash": ...}`), or None."""
+        return (self.extensions or {}).get("persistedQuery")
 
 
 def operation_request(payload: object) -> OperationRequest:
     """Check the shape of a request's parameters (a JSON body, a query string, a websocket payload).
 
-    Raises a malformed `RequestRefused` (BAD_REQUEST) for anything the spec does not allow, and
-    PERSISTED_QUERY_NOT_SUPPORTED for a hash-only persisted query, so Apollo's link falls back to
-    sending the whole document.
+    Raises a malformed `RequestRefused` (BAD_REQUEST) for anything the spec does not allow. The
+    document may be left out when `extensions.persistedQuery` names it (`admit` looks it up).
     """
     if not isinstance(payload, Mapping):
         raise RequestRefused.one("A GraphQL request must be a JSON object.", BAD_REQUEST, malformed=True)
@@ -87,10 +125,12 @@ def operation_request(payload: object) -> OperationRequest:
         raise _malformed("`extensions` must be an object or null.")
     query = payload.get("query")
     if query is None:
-        if extensions is not None and "persistedQuery" in extensions:
-            raise RequestRefused.one("PersistedQueryNotSupported", PERSISTED_QUERY_NOT_SUPPORTED)
-        raise _malformed("No GraphQL query found in the request: send `query` with the document.")
-    if not isinstance(query, str):
+        if extensions is None or extensions.get("persistedQuery") is None:
+            raise _malformed(
+                "No GraphQL query found in the request: send `query` with the document "
+                "(or name a persisted one in `extensions.persistedQuery`)."
+            )
+    elif not isinstance(query, str):
         raise _malformed("`query` must be a string.")
     variables = payload.get("variables")
     if variables is not None and not isinstance(variables, dict):
@@ -101,6 +141,14 @@ def operation_request(payload: object) -> OperationRequest:
     return OperationRequest(query, variables, operation_name, extensions)
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """An operation the gate let through: the request to run and its coerced variables."""
+
+    request: OperationRequest
+    variables: VariableValues
+
+
 async def admit(
     schema: EventsSchema,
     request: OperationRequest,
@@ -108,14 +156,19 @@ async def admit(
     allowed: Collection[OperationType],
     *,
     refused_statuses: Mapping[OperationType, int] | None = None,
-) -> None:
+) -> Admitted:
     """Everything decided before execution; raises `RequestRefused` for the first thing that fails.
 
-    `allowed` are the operation types this transport serves; another type is refused with the HTTP
-    status `refused_statuses` names for it (400 when it names none; 405 for a mutation over GET).
+    Returns the request to run (as sent, with the text of a document named by hash) and its
+    variables as coerced. `allowed` are
+    the operation types this transport serves; another type is refused with the HTTP status
+    `refused_statuses` names for it (400 when it names none; 405 for a mutation over GET).
     """
+    request, register_as = _find_document(schema, request)
+    query = request.query
+    assert query is not None  # _find_document found it
     try:
-        document = schema.parsed(request.query)
+        document = schema.parsed(query)
     except GraphQLSyntaxError as error:
         raise RequestRefused([with_code(error, GRAPHQL_PARSE_FAILED)]) from None
     operation = _pick_operation(document, request.operation_name)
@@ -126,15 +179,100 @@ async def admit(
             OPERATION_NOT_SUPPORTED,
             status=(refused_statuses or {}).get(operation.operation, 400),
         )
-    if errors := schema.validation_errors(request.query):
+    if errors := schema.validation_errors(query):
         raise RequestRefused([with_code(error, GRAPHQL_VALIDATION_FAILED) for error in errors])
     coerced = get_variable_values(
         schema._schema, operation.variable_definitions or (), request.variables or {}, max_errors=20
     )
     if isinstance(coerced, list):
         raise RequestRefused([with_code(error, BAD_USER_INPUT) for error in coerced])
-    policy.check_cost(schema, document, operation, coerced)
-    await policy.check_access(schema, document, operation, coerced, context)
+    # One walk per (document, operation, variables) while it is asked for often (policy.Assessments).
+    assessment = schema.assessments.get(
+        _request_digest(query, request.operation_name, request.variables),
+        lambda: policy.assess(schema, document, operation, coerced),
+    )
+    try:
+        policy.check_cost(schema, operation, assessment)
+    except RequestRefused:
+        if on_cost_refused is not None:
+            on_cost_refused()
+        raise
+    await policy.check_access(schema, assessment, context)
+    if register_as is not None and schema.persisted_queries is not None:
+        # Only now, as Apollo Server does: a document is registered by a request that may run it,
+        # so a GET (queries only) never registers a mutation.
+        schema.persisted_queries.remember(register_as, query)
+    return Admitted(request, coerced)
+
+
+def _find_document(schema: EventsSchema, request: OperationRequest) -> tuple[OperationRequest, str | None]:
+    """The request with its document's text, and the hash to register it under once admitted.
+
+    Apollo Server's rules for `extensions.persistedQuery`, in its order: not served (APQ off) ->
+    PERSISTED_QUERY_NOT_SUPPORTED; a version other than 1 -> 400; a hash alone -> the document
+    registered under it, or PERSISTED_QUERY_NOT_FOUND (both 200, uncached, so Apollo's link sends
+    the document); a hash with the document -> 400 unless it is the document's SHA-256, else run and
+    registered. With trusted documents only those run: anything else is PERSISTED_QUERY_NOT_ALLOWED,
+    before parsing, and nothing is registered.
+    """
+    trusted = schema.trusted_documents
+    persisted = request.persisted_query
+    if persisted is None:
+        if trusted is not None and (request.query is None or not trusted.trusts(request.query)):
+            raise _not_allowed()
+        return request, None
+    if trusted is None and schema.persisted_queries is None:
+        raise RequestRefused.one(
+            "PersistedQueryNotSupported",
+            PERSISTED_QUERY_NOT_SUPPORTED,
+            status=200,
+            headers=PERSISTED_QUERY_ERROR_HEADERS,
+        )
+    if not isinstance(persisted, Mapping) or not _is_one(persisted.get("version")):
+        raise _malformed("Unsupported persisted query version")
+    sha256 = persisted.get("sha256Hash")
+    if not isinstance(sha256, str):
+        raise _malformed("`extensions.persistedQuery.sha256Hash` must be a string.")
+    if request.query is None:
+        if trusted is not None:
+            document = trusted.get(sha256)
+        else:
+            assert schema.persisted_queries is not None
+            document = schema.persisted_queries.get(sha256)
+        if document is not None:
+            return replace(request, query=document), None
+        if trusted is not None:
+            raise _not_allowed()
+        raise RequestRefused.one(
+            "PersistedQueryNotFound",
+            PERSISTED_QUERY_NOT_FOUND,
+            status=200,
+            headers=PERSISTED_QUERY_ERROR_HEADERS,
+        )
+    if sha256_hex(request.query) != sha256:
+        raise _malformed("provided sha does not match query")
+    if trusted is not None:
+        if sha256 not in trusted:
+            raise _not_allowed()
+        return request, None
+    return request, sha256
+
+
+def _is_one(version: object) -> bool:
+    # JSON's 1 or 1.0; not true (which Python would take for 1), not "1".
+    return type(version) in (int, float) and version == 1
+
+
+def _not_allowed() -> RequestRefused:
+    return RequestRefused.one(NOT_ALLOWED_MESSAGE, PERSISTED_QUERY_NOT_ALLOWED, status=403)
+
+
+def _request_digest(query: str, operation_name: str | None, variables: object) -> bytes:
+    """What identifies an operation and its inputs, in 32 bytes whatever their size."""
+    digest = hashlib.sha256(query.encode())
+    digest.update(b"\0" if operation_name is None else b"\1" + operation_name.encode())
+    digest.update(b"\0" + canonical_json(variables))
+    return digest.digest()
 
 
 def _pick_operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode:

@@ -11,7 +11,9 @@ then does Strawberry execute it. The answer's media type follows the client's `A
   GraphQL-over-HTTP request (or a method or media type we do not serve) is a 4xx.
 
 Either way every refusal is a GraphQL response, `{"errors": [{"message", "extensions": {"code"}}]}`,
-and an executed operation is a 200 with `data`, field errors or not.
+and an executed operation is a 200 with `data`, field errors or not. The exceptions are Apollo
+Server's: a hash it cannot serve (PersistedQueryNotFound/NotSupported) is a 200 in both, marked
+uncacheable, and a persisted query it cannot take (version, hash mismatch) a 400 in both.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from db.engine import UNAVAILABLE_MESSAGE, DatabaseUnavailable
 from db.json_text import json_bytes
 from graphql_schema import gate
 from graphql_schema.errors import BAD_REQUEST, SERVICE_UNAVAILABLE
+from graphql_schema.plans import execute_plan
 
 if TYPE_CHECKING:
     from graphql_schema.context import Context
@@ -82,14 +85,24 @@ async def serve(schema: EventsSchema, request: Request, context: Context) -> Res
     media_type = response_media_type(request.headers.get("accept"))
     rule = METHOD_RULES[request.method]
     try:
-        operation = gate.operation_request(await read_parameters(request))
-        await gate.admit(schema, operation, context, rule.allowed, refused_statuses=rule.refused_statuses)
+        sent = gate.operation_request(await read_parameters(request))
+        admitted = await gate.admit(
+            schema, sent, context, rule.allowed, refused_statuses=rule.refused_statuses
+        )
     except gate.RequestRefused as refusal:
         return refusal_response(refusal, media_type)
     except DatabaseUnavailable:
         # The key could not be checked: the server's trouble, not the client's, so no traceback either.
         unavailable = gate.RequestRefused.one(UNAVAILABLE_MESSAGE, SERVICE_UNAVAILABLE, status=503)
         return refusal_response(unavailable, media_type)
+    operation = admitted.request
+    assert operation.query is not None  # the document's text, also when the request named it by hash
+    if schema.settings.graphql_compiled_plans:
+        plan = schema.plans.plan(operation.query, operation.operation_name)
+        if plan is not None:
+            data = await execute_plan(plan, context, admitted.variables, schema)
+            if data is not None:
+                return graphql_response({"data": data}, media_type, 200)
     result = await schema.execute(
         operation.query,
         variable_values=operation.variables,
@@ -232,8 +245,9 @@ def refusal_status(refusal: gate.RequestRefused, media_type: str) -> int:
 def refusal_response(refusal: gate.RequestRefused, media_type: str) -> Response:
     """A request error: `errors` only (nothing ran, so there is no `data`)."""
     status = refusal_status(refusal, media_type)
-    # Only a mutation over GET is a 405, and POST serves it.
-    headers = {"Allow": "POST"} if status == 405 else None
+    headers = dict(refusal.headers or {})
+    if status == 405:  # only a mutation over GET is a 405, and POST serves it
+        headers["Allow"] = "POST"
     body = {"errors": [error.formatted for error in refusal.errors]}
     return graphql_response(body, media_type, status, headers)
 

@@ -1,5 +1,6 @@
 """GraphQL inputs and their translation to the domain objects in db/ (filter, new event)."""
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 
@@ -15,6 +16,9 @@ from graphql_schema.errors import invalid_filter_error
 GRAPHQL_VALUE_TYPES: dict[type, object] = {str: str, tuple: list[str], datetime: datetime, dict: JSON}
 
 
+_OFFERED = tuple(spec for spec in filters.FILTER_FIELDS if spec.graphql is not None)
+
+
 def _filter_input_type() -> type:
     """The `EventFilter` input, one field for each filter field offered over GraphQL.
 
@@ -26,7 +30,7 @@ def _filter_input_type() -> type:
             spec.name: GRAPHQL_VALUE_TYPES[spec.condition.value_type] | None for spec in offered
         }
     }
-    for spec in offered:
+    for spec in _OFFERED:
         namespace[spec.name] = strawberry.field(default=None, name=spec.graphql, description=spec.description)
     return strawberry.input(
         type("EventFilter", (), namespace),
@@ -38,26 +42,34 @@ EventFilter = _filter_input_type()
 
 
 def to_event_filter(event_filter: object | None) -> filters.EventFilter:
-    """The db filter for an optional GraphQL filter (no filter: every event), checked.
+    """The db filter for an optional `EventFilter` input object (no filter: every event), checked."""
+    if event_filter is None:
+        return event_filter_from_graphql(None)
+    return event_filter_from_graphql(
+        {spec.graphql: getattr(event_filter, spec.name, None) for spec in _OFFERED}
+    )
+
+
+def event_filter_from_graphql(values: Mapping[str, object] | None) -> filters.EventFilter:
+    """The db filter for an `EventFilter` value keyed by GraphQL names, as coerced, checked.
 
     Checked here, not only where SQL is built: a live subscription's filter never reaches SQL, and
     a value the database cannot compare must be the subscriber's error, not the feed's.
     """
-    values: dict[str, object] = {}
-    if event_filter is not None:
-        for spec in filters.FILTER_FIELDS:
-            value = getattr(event_filter, spec.name, None)
-            if value is not None and spec.condition.value_type is tuple:
-                value = tuple(value)
-            elif isinstance(value, datetime):
-                value = filters.utc_if_naive(value)
-            values[spec.name] = value
-    converted = filters.EventFilter(**values)  # type: ignore[arg-type]  # types follow the definition
+    converted: dict[str, object] = {}
+    for spec in _OFFERED if values else ():
+        value = values.get(spec.graphql)  # type: ignore[union-attr, arg-type]  # values is set here
+        if value is not None and spec.condition.value_type is tuple:
+            value = tuple(value)  # type: ignore[call-overload]
+        elif isinstance(value, datetime):
+            value = filters.utc_if_naive(value)
+        converted[spec.name] = value
+    event_filter = filters.EventFilter(**converted)  # type: ignore[arg-type]  # types follow the definition
     try:
-        filters.check_filter(converted)
+        filters.check_filter(event_filter)
     except filters.InvalidFilter as error:
         raise invalid_filter_error(error) from None
-    return converted
+    return event_filter
 
 
 @strawberry.enum(description="The order of an event list; ties on createdAt are broken by id.")

@@ -1,7 +1,7 @@
 """DataLoaders: one SQL statement per batch of keys, each batch on its own pooled connection.
 
-A single asyncpg connection cannot serve concurrently resolved fields, so every batch opens its
-own `database.transaction()`.
+A single asyncpg connection cannot serve concurrently resolved fields, so every batch takes its
+own connection, for its one statement (`database.single_statement()`: no BEGIN and COMMIT trips).
 """
 
 import uuid
@@ -31,13 +31,13 @@ class Loaders:
         self.event: DataLoader[uuid.UUID, asyncpg.Record | None] = DataLoader(self._load_events)
 
     async def _load_actor_stats(self, emails: Sequence[str]) -> list[asyncpg.Record | None]:
-        async with self.database.transaction() as connection:
+        async with self.database.single_statement() as connection:
             rows = await actor_stats_by_email(connection, emails)
         by_email = {row["email"]: row for row in rows}
         return [by_email.get(email) for email in emails]
 
     async def _load_actor_events(self, keys: Sequence[ActorEventsKey]) -> list[list[asyncpg.Record]]:
-        async with self.database.transaction() as connection:
+        async with self.database.single_statement() as connection:
             rows = await latest_events_by_email(connection, keys)
         by_key: dict[ActorEventsKey, list[asyncpg.Record]] = defaultdict(list)
         for row in rows:
@@ -45,7 +45,7 @@ class Loaders:
         return [by_key.get(key, []) for key in keys]
 
     async def _load_events(self, event_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record | None]:
-        async with self.database.transaction() as connection:
+        async with self.database.single_statement() as connection:
             rows = await get_events_by_ids(connection, event_ids)
         by_id = {row["id"]: row for row in rows}
         return [by_id.get(event_id) for event_id in event_ids]

@@ -7,7 +7,7 @@ import strawberry
 from db import filters
 from db.engine import Database
 from db.repository import EventKey, count_events, list_events_page
-from graphql_schema.cursors import encode_cursor, next_key, previous_key
+from graphql_schema.cursors import next_key, previous_key
 from graphql_schema.types import Event, event_from_record
 
 
@@ -25,8 +25,16 @@ class PageRequest:
 
 @strawberry.type(description="One event in a list, with the cursor of its position.")
 class EventEdge:
-    cursor: str
-    node: Event
+    event: strawberry.Private[Event]
+
+    @strawberry.field
+    def cursor(self) -> str:
+        """Encoded only when asked for: most pages are read without their cursors."""
+        return self.event.cursor()
+
+    @strawberry.field
+    def node(self) -> Event:
+        return self.event
 
 
 @strawberry.type(description="Where a page sits in the whole list.")
@@ -65,7 +73,7 @@ class PageInfo:
         # "At or after key" is "strictly after the key just before it" in this order; a
         # zero-size page still fetches one row, and its has-more flag is the answer.
         just_before = next_key(key) if self.request.newest_first else previous_key(key)
-        async with self.database.transaction() as connection:
+        async with self.database.single_statement() as connection:
             _, found = await list_events_page(
                 connection,
                 self.request.event_filter,
@@ -78,7 +86,7 @@ class PageInfo:
 
     async def _exists_at_or_before(self, key: EventKey) -> bool:
         just_after = previous_key(key) if self.request.newest_first else next_key(key)
-        async with self.database.transaction() as connection:
+        async with self.database.single_statement() as connection:
             _, found = await list_events_page(
                 connection,
                 self.request.event_filter,
@@ -101,20 +109,20 @@ class EventConnection:
     @strawberry.field(description="The page's events (the same as edges' nodes).")
     def nodes(self) -> list[Event]:
         """The page's events, in order."""
-        return [edge.node for edge in self.edges]
+        return [edge.event for edge in self.edges]
 
     @strawberry.field(
         description="How many events match the filter in all (cursors ignored). Counted only when asked."
     )
     async def total_count(self) -> int:
         """An exact count of matching events."""
-        async with self.database.transaction() as connection:
+        async with self.database.single_statement() as connection:
             return await count_events(connection, self.event_filter)
 
 
 async def load_page(database: Database, request: PageRequest) -> EventConnection:
     """Fetch one keyset page and wrap it as a connection."""
-    async with database.transaction() as connection:
+    async with database.single_statement() as connection:
         rows, more = await list_events_page(
             connection,
             request.event_filter,
@@ -124,13 +132,10 @@ async def load_page(database: Database, request: PageRequest) -> EventConnection
             limit=request.size,
             from_end=request.from_end,
         )
-    edges = [
-        EventEdge(cursor=encode_cursor(EventKey(row["created_at"], row["id"])), node=event_from_record(row))
-        for row in rows
-    ]
+    edges = [EventEdge(event=event_from_record(row)) for row in rows]
     page_info = PageInfo(
-        start_cursor=edges[0].cursor if edges else None,
-        end_cursor=edges[-1].cursor if edges else None,
+        start_cursor=edges[0].cursor() if edges else None,
+        end_cursor=edges[-1].cursor() if edges else None,
         database=database,
         request=request,
         more_beyond_page=more,

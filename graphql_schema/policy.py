@@ -7,7 +7,8 @@ applied with the request's variables), using the tables in graphql_schema.field_
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -159,14 +160,34 @@ class _Walker:
         return not (include is not None and include.get("if") is False)
 
 
-def operation_cost(
+@dataclass(frozen=True, slots=True)
+class Need:
+    """A scope the operation needs, and the first field that needs it (for the message)."""
+
+    scope: str
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """What one walk over an operation finds: the nodes its response can hold at most (see
+    graphql_schema.field_rules for the model), the scopes it needs, each with the first field
+    needing it, in document order, and the first field no rule covers, if any."""
+
+    cost: int
+    needs: tuple[Need, ...]
+    unruled: FieldVisit | None
+
+
+def assess(
     schema: EventsSchema,
     document: DocumentNode,
     operation: OperationDefinitionNode,
     variables: VariableValues,
-) -> int:
-    """The nodes the response can hold at most (see graphql_schema.field_rules for the model)."""
+) -> Assessment:
     cost = 0
+    needs: dict[str, Need] = {}
+    unruled: FieldVisit | None = None
     settings = schema.settings
     for visit in walk(schema, document, operation, variables):
         instances = visit.count * visit.items
@@ -176,15 +197,37 @@ def operation_cost(
             # A mutation's own event only echoes what the request carried, which the request body
             # limit bounds already: its text adds nothing.
             cost += instances * text_weight(visit.parent, visit.name, settings)
-    return cost
+        rule = field_access(visit.parent, visit.name)
+        if rule is None:
+            unruled = unruled or visit  # nothing is served by default
+        elif not (rule is Access.OPEN or (rule is Access.OWN_EVENT and visit.under_write)):
+            scope = Access.READ.value if rule is Access.OWN_EVENT else rule.value
+            needs.setdefault(scope, Need(scope, visit.path))
+    return Assessment(cost, tuple(needs.values()), unruled)
 
 
-def check_cost(
-    schema: EventsSchema,
-    document: DocumentNode,
-    operation: OperationDefinitionNode,
-    variables: VariableValues,
-) -> int:
+class Assessments:
+    """Assessments of recent (document, operation, variables), least recently used dropped first.
+
+    The same request comes again and again (a dashboard, a page of a list): its walk is done once.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, Assessment] = OrderedDict()
+
+    def get(self, key: bytes, compute: Callable[[], Assessment]) -> Assessment:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            return found
+        found = self._entries[key] = compute()
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return found
+
+
+def check_cost(schema: EventsSchema, operation: OperationDefinitionNode, assessment: Assessment) -> int:
     """The operation's cost; a QUERY_TOO_COMPLEX refusal when it is over the limit for its kind.
 
     A subscription is costed per delivered event, against its own (lower) limit: that cost is
@@ -193,7 +236,7 @@ def check_cost(
     from graphql_schema.gate import RequestRefused  # the gate imports this module
 
     settings = schema.settings
-    cost = operation_cost(schema, document, operation, variables)
+    cost = assessment.cost
     if operation.operation is OperationType.SUBSCRIPTION:
         allowed, setting = settings.graphql_max_subscription_nodes, "GRAPHQL_MAX_SUBSCRIPTION_NODES"
     else:
@@ -209,61 +252,15 @@ def check_cost(
     return cost
 
 
-@dataclass(frozen=True, slots=True)
-class Need:
-    """A scope the operation needs, and the first field that needs it (for the message)."""
-
-    scope: str
-    path: tuple[str, ...]
-
-
-def needed_scopes(
-    schema: EventsSchema,
-    document: DocumentNode,
-    operation: OperationDefinitionNode,
-    variables: VariableValues,
-) -> list[Need]:
-    """The scopes the operation needs, each with the first field needing it, in document order.
-
-    Raises `UnruledField` for a field the tables name no rule for: nothing is served by default.
-    """
-    needs: dict[str, Need] = {}
-    for visit in walk(schema, document, operation, variables):
-        rule = field_access(visit.parent, visit.name)
-        if rule is None:
-            raise UnruledField(visit)
-        if rule is Access.OPEN or (rule is Access.OWN_EVENT and visit.under_write):
-            continue
-        scope = Access.READ.value if rule is Access.OWN_EVENT else rule.value
-        needs.setdefault(scope, Need(scope, visit.path))
-    return list(needs.values())
-
-
-class UnruledField(Exception):
-    """A field with no access rule: a server defect, refused rather than served."""
-
-    def __init__(self, visit: FieldVisit) -> None:
-        super().__init__(f"{visit.parent}.{visit.name} has no access rule")
-        self.visit = visit
-
-
-async def check_access(
-    schema: EventsSchema,
-    document: DocumentNode,
-    operation: OperationDefinitionNode,
-    variables: VariableValues,
-    context: Context,
-) -> None:
+async def check_access(schema: EventsSchema, assessment: Assessment, context: Context) -> None:
     """Refuse (UNAUTHENTICATED / FORBIDDEN) unless the caller's key holds every scope needed."""
     from graphql_schema.gate import RequestRefused  # the gate imports this module
 
-    try:
-        needs = needed_scopes(schema, document, operation, variables)
-    except UnruledField as unruled:
-        log.error("refused a field without an access rule: %s", unruled)
-        raise RequestRefused.one(
-            f"`{'.'.join(unruled.visit.path)}` is not available.", FORBIDDEN, status=403
-        ) from None
+    if assessment.unruled is not None:
+        unruled = assessment.unruled
+        log.error("refused a field without an access rule: %s.%s", unruled.parent, unruled.name)
+        raise RequestRefused.one(f"`{'.'.join(unruled.path)}` is not available.", FORBIDDEN, status=403)
+    needs = assessment.needs
     if not schema.settings.auth_required or not needs:
         return
     try:

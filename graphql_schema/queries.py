@@ -1,10 +1,12 @@
 """The Query type: event lists (Relay connection), one event, one actor, any Node by id."""
 
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
 import strawberry
 
+from db import filters
 from db.filters import InvalidFilter, check_filter_text
 from graphql_schema.context import Context
 from graphql_schema.cursors import decode_cursor
@@ -40,46 +42,85 @@ class Query:
         order_by: EventOrder = EventOrder.NEWEST_FIRST,
     ) -> EventConnection:
         """A page of matching events in the requested order."""
-        settings = info.context.settings
         # `first` has a default, so only the query text tells whether the client also sent it.
-        if last is not None and info.selected_fields[0].arguments.get("first") is not None:
-            raise BadUserInput("Pass `first` or `last`, not both.", field="last")
-        from_end = last is not None
-        size = last if last is not None else (first if first is not None else DEFAULT_PAGE_SIZE)
-        check_page_size("last" if from_end else "first", size, settings)
-        request = PageRequest(
-            event_filter=to_event_filter(event_filter),
-            newest_first=order_by is EventOrder.NEWEST_FIRST,
-            after=decode_cursor(after, "after") if after is not None else None,
-            before=decode_cursor(before, "before") if before is not None else None,
-            size=size,
-            from_end=from_end,
+        first_sent = info.selected_fields[0].arguments.get("first") is not None
+        return await events_page(
+            info.context,
+            lambda: to_event_filter(event_filter),
+            first,
+            after,
+            last,
+            before,
+            order_by,
+            first_sent=first_sent,
         )
-        return await load_page(info.context.database, request)
 
     @strawberry.field(
         description="One event by id; null when there is none. The id must be a UUID.",
     )
     async def event(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> Event | None:
         """The event with this id, batched with other lookups of the request."""
-        try:
-            event_id = uuid.UUID(id)
-        except ValueError:
-            raise BadUserInput("`id` must be a UUID.", field="id") from None
-        row = await info.context.loaders.event.load(event_id)
-        return event_from_record(row) if row is not None else None
+        return await event_by_id(info.context, id)
 
     @strawberry.field(
         description="The actor with this email; null when no event carries it.",
     )
     async def actor(self, info: strawberry.Info[Context, None], email: str) -> Actor | None:
         """Who recorded events under `email`, how often and when."""
-        try:
-            check_filter_text("email", email)  # the filters' rule: text PostgreSQL can compare
-        except InvalidFilter as error:
-            raise BadUserInput(error.reason, field="email") from None
-        stats = await info.context.loaders.actor_stats.load(email)
-        return actor_from_stats(stats) if stats is not None else None
+        return await actor_by_email(info.context, email)
 
     node = node_field
     nodes = nodes_field
+
+
+async def events_page(
+    context: Context,
+    event_filter: Callable[[], filters.EventFilter],
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    order_by: EventOrder,
+    *,
+    first_sent: bool,
+) -> EventConnection:
+    """`Query.events` itself, shared by the resolver and the compiled plans (graphql_schema.plans).
+
+    `event_filter` converts the argument when its turn comes: the checks run in the same order
+    whichever form the argument arrived in.
+    """
+    if last is not None and first_sent:
+        raise BadUserInput("Pass `first` or `last`, not both.", field="last")
+    from_end = last is not None
+    size = last if last is not None else (first if first is not None else DEFAULT_PAGE_SIZE)
+    check_page_size("last" if from_end else "first", size, context.settings)
+    request = PageRequest(
+        event_filter=event_filter(),
+        newest_first=order_by is EventOrder.NEWEST_FIRST,
+        after=decode_cursor(after, "after") if after is not None else None,
+        before=decode_cursor(before, "before") if before is not None else None,
+        size=size,
+        from_end=from_end,
+    )
+    return await load_page(context.database, request)
+
+
+# `Query.event` and `Query.actor` themselves, shared by the resolvers and the compiled plans.
+
+
+async def event_by_id(context: Context, id: str) -> Event | None:
+    try:
+        event_id = uuid.UUID(id)
+    except ValueError:
+        raise BadUserInput("`id` must be a UUID.", field="id") from None
+    row = await context.loaders.event.load(event_id)
+    return event_from_record(row) if row is not None else None
+
+
+async def actor_by_email(context: Context, email: str) -> Actor | None:
+    try:
+        check_filter_text("email", email)  # the filters' rule: text PostgreSQL can compare
+    except InvalidFilter as error:
+        raise BadUserInput(error.reason, field="email") from None
+    stats = await context.loaders.actor_stats.load(email)
+    return actor_from_stats(stats) if stats is not None else None

@@ -5,6 +5,7 @@ import logging
 from fastapi.responses import HTMLResponse
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.websockets import WebSocket
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
@@ -39,6 +40,24 @@ class EventsGraphQLRouter(WebsocketTransports, GraphQLRouter[Context, None]):
         if self.should_render_graphql_ide(request):
             return await self.render_graphql_ide(request)
         return await http_transport.serve(self.events_schema, request, context)
+
+    def should_render_graphql_ide(self, request: Request) -> bool:  # type: ignore[override]
+        """A browser's GET with no query gets GraphiQL; one naming a document by hash is a GraphQL request."""
+        return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
+
+    def post_route(self) -> Route:
+        """`POST /graphql` as a plain Starlette route, to be matched before this router's own.
+
+        The same transport and context; what it leaves out is FastAPI's dependency machinery in
+        front of every operation, whose only work here was building the context.
+        """
+
+        async def post(request: Request) -> Response:
+            context = await get_context(request)
+            context.request = request
+            return await http_transport.serve(self.events_schema, request, context)
+
+        return Route(GRAPHQL_PATH, post, methods=["POST"])
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         """Our self-hosted GraphiQL page, or Strawberry's default one when it is not installed."""

@@ -9,6 +9,7 @@ import strawberry
 from db.api_keys import EVENTS_READ, NotAuthenticated
 from db.live_feed.follow import Follower
 from db.live_feed.subscription import AccessRevoked, SubscriptionEnded
+from db.repository import EventKey
 from graphql_schema.context import Context
 from graphql_schema.cursors import decode_cursor
 from graphql_schema.errors import SubscriptionEndedError
@@ -38,14 +39,16 @@ class Subscription:
         """Matching events after `after` (or from now on), then live, one at a time."""
         # Converted before subscribing: a bad filter or cursor is refused without touching the feed.
         event_filter = to_event_filter(filter)
-        start = decode_cursor(after, "after") if after is not None else None
-        follower = Follower(info.context.event_hub, info.context.database, event_filter, after=start)
+        context = info.context
+        start = decode_cursor(after, "after") if after is not None else context.resume_after
+        follower = Follower(context.event_hub, context.database, event_filter, after=start)
         try:
-            async with _ended_when_key_is_revoked(info.context, follower):
+            async with _ended_when_key_is_revoked(context, follower):
                 async for record in follower:
                     # The websocket keeps one context for its whole life: fresh loaders per event,
                     # or an `actor` resolved now could come from a cache filled minutes ago.
-                    info.context.renew_loaders()
+                    context.renew_loaders()
+                    context.last_event_key = EventKey(record["created_at"], record["id"])
                     yield event_from_record(record)
         except SubscriptionEnded as ended:
             raise SubscriptionEndedError(ended) from None

@@ -52,10 +52,7 @@ class Event(Node):
     @strawberry.field(description="Who recorded it: the actor behind `email` (null without an email).")
     async def actor(self, info: strawberry.Info[Context, None]) -> Actor | None:
         """The actor for this event's email, batched across the request."""
-        if self.email is None:
-            return None
-        stats = await info.context.loaders.actor_stats.load(self.email)
-        return actor_from_stats(stats) if stats is not None else None
+        return await event_actor(info.context, self)
 
 
 @strawberry.type(description="An email that records events: who, how often, when.")
@@ -71,6 +68,14 @@ class Actor:
         check_page_size("first", first, info.context.settings)
         rows = await info.context.loaders.actor_events.load((self.email, first))
         return [event_from_record(row) for row in rows]
+
+
+async def event_actor(context: Context, event: Event) -> Actor | None:
+    """`Event.actor` itself, shared by the resolver and the compiled plans (graphql_schema.plans)."""
+    if event.email is None:
+        return None
+    stats = await context.loaders.actor_stats.load(event.email)
+    return actor_from_stats(stats) if stats is not None else None
 
 
 def event_from_record(record: Mapping[str, Any]) -> Event:

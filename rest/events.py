@@ -11,7 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 from db.engine import Database
 from db.filters import EventFilter
 from db.json_text import json_bytes
-from db.repository import get_event, stream_events
+from db.repository import get_event, list_events_page, stream_events
 from db.validation import parse_event_payload
 from db.writes import record_one
 from rest.auth import require_event_scope
@@ -136,7 +136,7 @@ async def read_event(
         parsed_id = uuid.UUID(event_id)
     except ValueError:
         return message_response("Invalid event id: it must be a UUID.", 400)
-    async with database.transaction() as connection:
+    async with database.single_statement() as connection:
         record = await get_event(connection, parsed_id)
     if record is None:
         return message_response(f"Event {parsed_id} not found.", 404)
@@ -146,6 +146,20 @@ async def read_event(
 async def _stream_response(
     database: Database, event_filter: EventFilter, chunk_rows: int, mask: FieldsMask | None
 ) -> Response:
+    def render(records: list[Any]) -> bytes:
+        if mask is None:
+            return b",".join(event_json(record) for record in records)
+        return b",".join(json_bytes(apply_fields_mask(event_dict(record), mask)) for record in records)
+
+    # Most lists fit one chunk: then one statement is the whole answer (one round trip, no
+    # transaction, no cursor). Only a longer list is streamed, read again from its start.
+    async with database.single_statement() as connection:
+        rows, longer = await list_events_page(
+            connection, event_filter, newest_first=False, after=None, before=None, limit=chunk_rows
+        )
+    if not longer:
+        return Response(b'{"events":[' + render(rows) + b"]}", media_type="application/json")
+
     # The first chunk is read before the status line goes out, so an unreachable database is a
     # 503, not a 200 followed by a broken body. The transaction stays open while streaming.
     resources = AsyncExitStack()
@@ -156,11 +170,6 @@ async def _stream_response(
     except BaseException:
         await resources.aclose()
         raise
-
-    def render(records: list[Any]) -> bytes:
-        if mask is None:
-            return b",".join(event_json(record) for record in records)
-        return b",".join(json_bytes(apply_fields_mask(event_dict(record), mask)) for record in records)
 
     async def body() -> AsyncIterator[bytes]:
         async with resources:

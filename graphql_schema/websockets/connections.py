@@ -1,8 +1,9 @@
 """What both websocket protocols share: the gate, the connection caps, a safe socket adapter.
 
-Each operation a client sends passes `gate.operation_request` and `gate.admit` (parse, operation,
-validation, variables, cost, per-field authorization) before Strawberry runs any of it; a refusal
-is an error message to that operation, never a closed socket and never a traceback.
+Each operation a client sends passes `gate.operation_request` and `gate.admit` (the document, sent
+or named by hash in `extensions.persistedQuery`; parse, operation, validation, variables, cost,
+per-field authorization) before Strawberry runs any of it; a refusal is an error message to that
+operation, never a closed socket and never a traceback.
 
 **Connection caps**, per server process (each worker counts its own). Beyond
 GRAPHQL_MAX_WEBSOCKETS the handshake is accepted and the socket closed at once with 1013 "Try Again
@@ -25,7 +26,8 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from graphql import GraphQLError, OperationType
+from graphql import FieldNode, GraphQLError, OperationType, get_operation_ast
+from graphql.execution.values import VariableValues, get_argument_values
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 from starlette.websockets import WebSocketDisconnected as SocketAlreadyClosed
 from strawberry.asgi import ASGIWebSocketAdapter
@@ -34,6 +36,7 @@ from strawberry.http.exceptions import WebSocketDisconnected
 from graphql_schema import gate
 from graphql_schema.context import Context
 from graphql_schema.errors import client_error, log_server_errors
+from graphql_schema.websockets.shared_streams import SharedResult, share_key
 
 if TYPE_CHECKING:
     from strawberry.schema.schema import StreamResult
@@ -139,6 +142,13 @@ class GatedWebSocketAdapter(ASGIWebSocketAdapter):
             # We closed it (a protocol error, say) while an operation was still answering.
             raise WebSocketDisconnected from closed
 
+    async def send_shared(self, result: SharedResult, envelope: dict[str, Any]) -> None:
+        """A shared result in `envelope` (id and type), its payload encoded once for all sockets."""
+        try:
+            await self.ws.send_text(result.message(envelope, self.view.encode_json))
+        except SocketAlreadyClosed as closed:
+            raise WebSocketDisconnected from closed
+
     async def close(self, code: int, reason: str) -> None:
         """Close once; later calls, or a peer that is already gone, are not errors."""
         if self.ws.application_state is not WebSocketState.CONNECTED:
@@ -155,19 +165,48 @@ def close_reason(reason: str) -> str:
     return encoded[: MAX_CLOSE_REASON_BYTES - 3].decode(errors="ignore") + "..."
 
 
-async def admitted_results(schema: EventsSchema, payload: object, context: Context) -> StreamResult:
+async def admitted_results(schema: EventsSchema, payload: object, context: Context) -> Any:
     """The results of the operation in `payload` once the gate has let it through.
 
-    Raises `gate.RequestRefused` when the gate refuses it: then nothing of it has run.
+    A live subscription (no `after`) joins the shared stream of its equals (shared_streams), whose
+    results are `SharedResult`s. Raises `gate.RequestRefused` when the gate refuses the operation:
+    then nothing of it has run.
     """
-    request = gate.operation_request(payload)
-    await gate.admit(schema, request, context, EVERY_OPERATION_TYPE)
-    return await schema.stream(
-        request.query,
-        variable_values=request.variables,
-        context_value=context,
-        operation_name=request.operation_name,
-    )
+    sent = gate.operation_request(payload)
+    admitted = await gate.admit(schema, sent, context, EVERY_OPERATION_TYPE)
+    request = admitted.request
+    query = request.query
+    assert query is not None  # the gate found the document's text
+
+    def open_stream(with_context: Context) -> Awaitable[StreamResult]:
+        return schema.stream(
+            query,
+            variable_values=request.variables,
+            context_value=with_context,
+            operation_name=request.operation_name,
+        )
+
+    if schema.shared_streams is not None and _follows_from_now(schema, query, request, admitted.variables):
+        key = share_key(query, request.operation_name, request.variables, context)
+        return schema.shared_streams.results(key, context, open_stream)
+    return await open_stream(context)
+
+
+def _follows_from_now(
+    schema: EventsSchema, query: str, request: gate.OperationRequest, variables: VariableValues
+) -> bool:
+    """Whether the operation is a subscription to the live feed from now on (no `after` given)."""
+    operation = get_operation_ast(schema.parsed(query), request.operation_name)
+    if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
+        return False
+    root = schema._schema.subscription_type
+    fields = operation.selection_set.selections
+    if root is None or len(fields) != 1 or not isinstance(fields[0], FieldNode):
+        return False
+    field = root.fields.get(fields[0].name.value)
+    if field is None:
+        return False
+    return get_argument_values(field, fields[0], variables).get("after") is None
 
 
 def operation_failure(error: Exception) -> GraphQLError:

@@ -42,6 +42,7 @@ from graphql_schema.websockets.connections import (
     operation_failure,
     refusal,
 )
+from graphql_schema.websockets.shared_streams import SharedResult
 
 if TYPE_CHECKING:
     from graphql_schema.schema import EventsSchema
@@ -156,6 +157,9 @@ class GatedLegacyWSHandler(CappedConnection, BaseGraphQLWSHandler[Context, None]
         results = await admitted_results(self.schema, payload, self.context)
         async with aclosing(results):
             async for result in results:
+                if isinstance(result, SharedResult):
+                    await self.adapter.send_shared(result, {"type": "data", "id": operation_id})
+                    continue
                 if isinstance(result, PreExecutionError):  # not expected after the gate
                     await self._end(operation_id, client_error((result.errors or [])[0]))
                     return

@@ -4,7 +4,9 @@
 - a message that is not a JSON object with a string `type`, a type a client may not send, a
   `connection_init`/`ping`/`pong` payload that is neither an object nor null, a `subscribe` without
   a non-empty string `id` or whose payload is not `{query: string, variables?, operationName?,
-  extensions?}` of the specified types, and binary frames close the socket 4400 with the reason;
+  extensions?}` of the specified types, and binary frames close the socket 4400 with the reason.
+  One deliberate exception: `query` may be left out when `extensions.persistedQuery` names the
+  document by hash (automatic persisted queries and trusted documents, as over HTTP);
 - `connection_init` with an object payload, `null` or none is acknowledged; a second one closes
   4429, none within the wait closes 4408; `subscribe` before the acknowledgement closes 4401, an id
   still in use closes 4409; `ping` is answered `pong` (echoing its payload), `pong` is ignored;
@@ -47,6 +49,7 @@ from graphql_schema.websockets.connections import (
     operation_failure,
     refusal,
 )
+from graphql_schema.websockets.shared_streams import SharedResult
 
 if TYPE_CHECKING:
     from graphql_schema.schema import EventsSchema
@@ -136,7 +139,11 @@ class GatedTransportWSHandler(CappedConnection, BaseGraphQLTransportWSHandler[Co
             return
         payload = message["payload"]
         operation: Operation[Context, None] = Operation(
-            self, operation_id, payload["query"], payload.get("variables"), payload.get("operationName")
+            self,
+            operation_id,
+            payload.get("query") or "",
+            payload.get("variables"),
+            payload.get("operationName"),
         )
         # Registered before it runs, so a `complete` or a reused id finds it at once.
         operation.task = asyncio.create_task(self._run(operation, payload))
@@ -164,6 +171,10 @@ class GatedTransportWSHandler(CappedConnection, BaseGraphQLTransportWSHandler[Co
         await operation.send_operation_message({"id": operation.id, "type": "complete"})
 
     async def _send_result(self, operation: Operation[Context, None], result: object) -> None:
+        if isinstance(result, SharedResult):
+            if not operation.completed:
+                await self.adapter.send_shared(result, {"id": operation.id, "type": "next"})
+            return
         if isinstance(result, PreExecutionError):
             # The gate validated the same document, so this should not happen; answered all the same.
             await operation.send_initial_errors([client_error(error) for error in result.errors or ()])
@@ -199,11 +210,13 @@ def transport_ws_violation(message: object) -> str | None:
 def _subscribe_payload_violation(payload: object) -> str | None:
     if not isinstance(payload, dict):
         return "The 'subscribe' payload must be an object"
-    if not isinstance(payload.get("query"), str):
-        return "The 'subscribe' payload needs a string 'query'"
     for name in ("variables", "extensions"):
         if not _object_or_null(payload.get(name)):
             return f"The 'subscribe' payload's '{name}' must be an object or null"
+    query = payload.get("query")
+    named_by_hash = query is None and (payload.get("extensions") or {}).get("persistedQuery") is not None
+    if not isinstance(query, str) and not named_by_hash:
+        return "The 'subscribe' payload needs a string 'query'"
     operation_name = payload.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
         return "The 'subscribe' payload's 'operationName' must be a string or null"

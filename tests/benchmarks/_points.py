@@ -101,6 +101,7 @@ def _wrk_row(
         errors=number(result.errors),
         server_rss_mb=number(server.peak / MB),
         server_cpu=f"{server.cores:.2f}",
+        cpu_us=number(server.cores * 1e6 / (result.good_per_s * scale)) if result.good_per_s else "n/a",
     )
 
 

@@ -81,3 +81,17 @@ async def test_a_subscribers_bad_filter_ends_only_its_own_stream(live_server: st
         posted = await http.post(f"{live_server}/api/events/", json=valid_event(component="mistakes"))
         received = await healthy.events_through(posted.json()["id"])
     assert [event["id"] for event in received] == [posted.json()["id"]]
+
+
+@pytest.mark.parametrize("query", ["{}", "{ events {} }", "{ events { nodes {} } }", "query Q {}"])
+async def test_an_empty_selection_set_is_a_syntax_error_not_a_server_error(
+    client: httpx.AsyncClient, query: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # graphql-core 3.3 parses `{}`; the grammar (and graphql-js) does not: `{ Selection+ }`.
+    response = await client.post("/graphql", json={"query": query})
+    other_syntax_error = await client.post("/graphql", json={"query": "{ events"})
+    assert response.status_code == other_syntax_error.status_code  # as any document that fails to parse
+    error = only_error(response.json())
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert error["message"] == 'Syntax Error: Expected Name, found "}".'
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
