@@ -115,14 +115,18 @@ def stamped_query(spans: Sequence[tuple[datetime, datetime]]) -> tuple[str, list
 
 
 async def stream_events(
-    connection: asyncpg.Connection, event_filter: EventFilter, *, chunk_rows: int
+    connection: asyncpg.Connection,
+    event_filter: EventFilter,
+    *,
+    chunk_rows: int,
+    after: EventKey | None = None,
 ) -> AsyncIterator[list[asyncpg.Record]]:
-    """Matching events oldest first, in chunks read from a server-side cursor.
+    """Matching events oldest first (strictly after `after`), in chunks read from a server-side cursor.
 
     Memory stays at one chunk whatever the table holds. Must run inside a transaction
     (PostgreSQL cursors live in one).
     """
-    sql, values = stream_query(event_filter)
+    sql, values = stream_query(event_filter, after=after)
     cursor = await connection.cursor(sql, *values)
     while True:
         rows = await cursor.fetch(chunk_rows)
@@ -133,11 +137,13 @@ async def stream_events(
             return
 
 
-def stream_query(event_filter: EventFilter) -> tuple[str, list[object]]:
+def stream_query(event_filter: EventFilter, *, after: EventKey | None = None) -> tuple[str, list[object]]:
     """The SQL (and its parameters) of the oldest-first stream; tests EXPLAIN exactly this."""
     params = SqlParams()
-    where = _where(filter_conditions(event_filter, params))
-    return f"SELECT {EVENT_COLUMNS} FROM events{where} ORDER BY created_at, id", params.values
+    conditions = filter_conditions(event_filter, params)
+    if after is not None:  # a row comparison: one range of the (created_at, id) index
+        conditions.append(f"(created_at, id) > ({params.add(after.created_at)}, {params.add(after.id)})")
+    return f"SELECT {EVENT_COLUMNS} FROM events{_where(conditions)} ORDER BY created_at, id", params.values
 
 
 async def list_events_page(

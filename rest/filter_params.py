@@ -3,6 +3,10 @@
 Each filter field with a REST name becomes one query parameter, typed, documented and parsed by the
 form of its value (`REST_FORMS`). An empty parameter filters nothing, as in the original service
 (`?email=` is not "email = ''").
+
+Two projections: `EventFilterQuery`, the legacy list's (only the fields with a REST name), and
+`ExportFilterQuery`, the export's (every field: its REST name where it has one, else its GraphQL
+name), both in the same forms.
 """
 
 import inspect
@@ -63,20 +67,25 @@ REST_FORMS: dict[type, _Form] = {
 REST_FILTER_FIELDS: tuple[FilterField, ...] = tuple(spec for spec in FILTER_FIELDS if spec.rest is not None)
 
 
-def _parameter(spec: FilterField) -> inspect.Parameter:
-    assert spec.rest is not None
+def export_parameter_name(spec: FilterField) -> str:
+    """The export's query parameter for `spec`: the legacy REST name, else the GraphQL one."""
+    return spec.rest or spec.graphql or spec.name
+
+
+def _parameter(spec: FilterField, name: str) -> inspect.Parameter:
     form = REST_FORMS[spec.condition.value_type]
-    query = Query(description=spec.description + form.note, json_schema_extra=form.schema)
+    query = Query(alias=name, description=spec.description + form.note, json_schema_extra=form.schema)
+    # The Python name is the field's (a query name may be a keyword, like GraphQL's `from`).
     return inspect.Parameter(
-        spec.rest, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[form.annotation, query]
+        spec.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[form.annotation, query]
     )
 
 
-def event_filter_from_query(**raw: Any) -> EventFilter:
+def _checked_filter(fields: tuple[FilterField, ...], raw: dict[str, Any]) -> EventFilter:
     """The checked filter the query string asks for (InvalidFilter / InvalidFromDate: a 400)."""
     values: dict[str, Any] = {}
-    for spec in REST_FILTER_FIELDS:
-        value = raw[spec.rest]  # type: ignore[index]  # REST_FILTER_FIELDS all have one
+    for spec in fields:
+        value = raw[spec.name]
         if value:
             values[spec.name] = REST_FORMS[spec.condition.value_type].parse(spec.name, value)
     event_filter = EventFilter(**values)
@@ -84,8 +93,22 @@ def event_filter_from_query(**raw: Any) -> EventFilter:
     return event_filter
 
 
+def event_filter_from_query(**raw: Any) -> EventFilter:
+    """The legacy list's filter: the fields with a REST name."""
+    return _checked_filter(REST_FILTER_FIELDS, raw)
+
+
+def export_filter_from_query(**raw: Any) -> EventFilter:
+    """The export's filter: every field of the definition."""
+    return _checked_filter(FILTER_FIELDS, raw)
+
+
 event_filter_from_query.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [_parameter(spec) for spec in REST_FILTER_FIELDS]
+    [_parameter(spec, spec.rest) for spec in REST_FILTER_FIELDS if spec.rest is not None]
+)
+export_filter_from_query.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [_parameter(spec, export_parameter_name(spec)) for spec in FILTER_FIELDS]
 )
 
 EventFilterQuery = Annotated[EventFilter, Depends(event_filter_from_query)]
+ExportFilterQuery = Annotated[EventFilter, Depends(export_filter_from_query)]

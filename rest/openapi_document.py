@@ -59,7 +59,10 @@ def _drop_null(schema: dict[str, Any]) -> None:
     remaining = [alternative for alternative in alternatives if alternative != {"type": "null"}]
     del schema["anyOf"]
     if len(remaining) == 1:
-        schema.update(remaining[0])
+        # What the parameter declared itself (e.g. an array's `items` with a pattern) wins over
+        # what its type alone says.
+        for key, value in remaining[0].items():
+            schema.setdefault(key, value)
     else:
         schema["anyOf"] = remaining
 

@@ -2,7 +2,8 @@
 
 The first tests enumerate the definition and fail when any path lacks a field or a kind of
 condition. The others generate events and filters (seeded, so a failure can be replayed) and
-require the live matcher, GraphQL and REST to select exactly what SQL selects.
+require the live matcher, GraphQL, the REST list and the REST export to select exactly what SQL
+selects.
 """
 
 import json
@@ -89,6 +90,22 @@ async def test_the_rest_list_documents_exactly_the_fields_with_a_rest_name(clien
     parameters = document["paths"]["/api/events/"]["get"]["parameters"]
     query = {parameter["name"] for parameter in parameters if parameter["in"] == "query"}
     assert query == {spec.rest for spec in FILTER_FIELDS if spec.rest is not None}
+
+
+def export_name(spec: FilterField) -> str:
+    """The export's parameter for a field: the legacy REST name where it has one, else the GraphQL one."""
+    name = spec.rest or spec.graphql
+    assert name is not None, f"{spec.name} has no name a client could send to the export"
+    return name
+
+
+async def test_the_export_documents_every_field_of_the_definition(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/api/openapi.json")).json()
+    parameters = document["paths"]["/api/events/export"]["get"]["parameters"]
+    query = {parameter["name"]: parameter for parameter in parameters if parameter["in"] == "query"}
+    assert set(query) == {export_name(spec) for spec in FILTER_FIELDS} | {"format", "after"}
+    for spec in FILTER_FIELDS:
+        assert query[export_name(spec)]["description"].startswith(spec.description)
 
 
 # --- Generated events and filters --------------------------------------------------------------
@@ -269,4 +286,9 @@ async def test_each_door_selects_what_sql_selects_for_each_field_it_offers(
                 response = await client.get("/api/events/", params={spec.rest: _rest_value(value)})
                 if {event["id"] for event in response.json()["events"]} != expected:
                     disagreements.append(("rest", spec.name, value))
+            # The export offers every field.
+            response = await client.get("/api/events/export", params={export_name(spec): _rest_value(value)})
+            exported = {json.loads(line)["id"] for line in response.content.splitlines()}
+            if response.status_code != 200 or exported != expected:
+                disagreements.append(("export", spec.name, value))
     assert disagreements == []

@@ -70,7 +70,10 @@ def _rejected_for_an_undocumentable_rule(response: Response, case: Case) -> bool
     - an X-Fields mask that does not parse (nested braces: not a regular language, so no pattern);
     - a `from_date` of the documented MM-DD-YYYY form naming no day (02-30-2021: calendar rules);
     - an Idempotency-Key reused with another event (422): the answer depends on earlier requests,
-      and the generator reuses small keys across examples.
+      and the generator reuses small keys across examples;
+    - the export's `after`, an opaque cursor (only one the server issued is valid), and its
+      `dataContains`, JSON text that must parse as an object (no keyword says so of a string);
+    - the stats' `time_zone`, an IANA zone name (the list is the database's, not the document's).
     """
     if response.status_code not in (400, 422):
         return False
@@ -88,9 +91,14 @@ def _rejected_for_an_undocumentable_rule(response: Response, case: Case) -> bool
         # A batch reports its items as `<index>.<field>`: only `data`'s rules count.
         return all(key.endswith(".data") for key in errors)
     if message == INVALID_FROM_DATE:
-        from_date = (case.query or {}).get("from_date")
-        return isinstance(from_date, str) and re.search(LEGACY_DATE_PATTERN, from_date) is not None
-    return False
+        dates = [(case.query or {}).get(name) for name in ("from_date", "to")]
+        return any(isinstance(date, str) and re.search(LEGACY_DATE_PATTERN, date) for date in dates)
+    if message.startswith("Unknown time zone "):
+        return "time_zone" in (case.query or {})
+    return message in (
+        "Unable to retrieve events - `after` is not a valid cursor.",
+        "Unable to retrieve events - Must be a JSON object.",
+    )
 
 
 def positive_data_acceptance_for_documentable_rules(
