@@ -4,7 +4,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, Column, DateTime, Index, LargeBinary, Text, Uuid, func, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    Text,
+    Uuid,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
@@ -102,4 +114,18 @@ class EventClock(SQLModel, table=True):
     __table_args__ = (CheckConstraint("id", name="single_row"),)
 
     id: bool = Field(default=True, sa_column=Column(Boolean, primary_key=True, server_default=text("true")))
+    last_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class EventCountHourly(SQLModel, table=True):
+    """Events per UTC hour, component and environment: kept by triggers on `events` (migration 0007)."""
+
+    __tablename__ = "event_counts_hourly"
+    __table_args__ = (Index("ix_event_counts_hourly_component_hour", "component", "hour"),)
+
+    hour: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    component: str = Field(sa_column=Column(Text, primary_key=True))
+    environment: str = Field(sa_column=Column(Text, primary_key=True))
+    count: int = Field(sa_column=Column(BigInteger, nullable=False))
+    first_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     last_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -30,7 +30,7 @@ class Access(Enum):
 _EVENT_FIELDS = ("id", "component", "environment", "email", "message", "data", "createdAt", "cursor")
 
 FIELD_ACCESS: Mapping[str, Mapping[str, Access]] = {
-    "Query": dict.fromkeys(("events", "event", "actor", "node", "nodes"), Access.READ),
+    "Query": dict.fromkeys(("events", "event", "actor", "node", "nodes", "eventStats"), Access.READ),
     "Mutation": dict.fromkeys(("recordEvent", "recordEvents"), Access.WRITE),
     "Subscription": {"eventRecorded": Access.READ},
     "Event": {**dict.fromkeys(_EVENT_FIELDS, Access.OWN_EVENT), "actor": Access.READ},
@@ -40,6 +40,12 @@ FIELD_ACCESS: Mapping[str, Mapping[str, Access]] = {
     "EventConnection": dict.fromkeys(("edges", "nodes", "pageInfo", "totalCount"), Access.READ),
     "EventEdge": dict.fromkeys(("cursor", "node"), Access.READ),
     "PageInfo": dict.fromkeys(("startCursor", "endCursor", "hasNextPage", "hasPreviousPage"), Access.READ),
+    # Counts over time reveal stored events in aggregate: events:read, like the events themselves.
+    "EventStatsResult": dict.fromkeys(("rows", "truncated"), Access.READ),
+    "EventStatsRow": dict.fromkeys(
+        ("component", "environment", "email", "bucket", "count", "firstCreatedAt", "lastCreatedAt"),
+        Access.READ,
+    ),
 }
 
 
@@ -53,8 +59,11 @@ def field_access(type_name: str, field_name: str) -> Access | None:
 # The cost model: each object a response can hold is one node; a list or connection multiplies what
 # is below it by how many items it can hold (GitHub's node limit). Large text counts one node per
 # KiB its limit allows, so the bytes of a response are bounded as well as its objects.
-CONNECTION_FIELDS = frozenset({("Query", "events")})
-PAGE_FIELDS = frozenset({("EventConnection", "edges"), ("EventConnection", "nodes")})
+# `eventStats` is costed like a connection: its `rows` are a page of `first` objects.
+CONNECTION_FIELDS = frozenset({("Query", "events"), ("Query", "eventStats")})
+PAGE_FIELDS = frozenset(
+    {("EventConnection", "edges"), ("EventConnection", "nodes"), ("EventStatsResult", "rows")}
+)
 
 
 def list_size(type_name: str, field_name: str, arguments: Mapping[str, Any], settings: Settings) -> int:

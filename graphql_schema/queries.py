@@ -8,6 +8,7 @@ import strawberry
 
 from db import filters
 from db.filters import InvalidFilter, check_filter_text
+from db.stats import DEFAULT_STATS_ROWS
 from graphql_schema.context import Context
 from graphql_schema.cursors import decode_cursor
 from graphql_schema.errors import BadUserInput
@@ -15,6 +16,13 @@ from graphql_schema.inputs import EventFilter, EventOrder, to_event_filter
 from graphql_schema.limits import check_page_size
 from graphql_schema.pagination import EventConnection, PageRequest, load_page
 from graphql_schema.relay import node_field, nodes_field
+from graphql_schema.stats import (
+    EVENT_STATS_DESCRIPTION,
+    EventDimension,
+    EventStatsResult,
+    TimeBucket,
+    event_stats,
+)
 from graphql_schema.types import Actor, Event, actor_from_stats, event_from_record
 
 DEFAULT_PAGE_SIZE = 50
@@ -68,6 +76,21 @@ class Query:
     async def actor(self, info: strawberry.Info[Context, None], email: str) -> Actor | None:
         """Who recorded events under `email`, how often and when."""
         return await actor_by_email(info.context, email)
+
+    @strawberry.field(description=EVENT_STATS_DESCRIPTION)
+    async def event_stats(
+        self,
+        info: strawberry.Info[Context, None],
+        event_filter: Annotated[EventFilter | None, strawberry.argument(name="filter")] = None,
+        group_by: list[EventDimension] | None = None,  # type: ignore[valid-type]
+        bucket: TimeBucket | None = None,  # type: ignore[valid-type]
+        time_zone: str | None = "UTC",
+        first: int | None = DEFAULT_STATS_ROWS,
+    ) -> EventStatsResult:
+        """Matching events counted per group and time bucket."""
+        return await event_stats(
+            info.context, to_event_filter(event_filter), group_by, bucket, time_zone, first
+        )
 
     node = node_field
     nodes = nodes_field

@@ -62,3 +62,39 @@ def test_event_ids_migration_keeps_existing_ids_and_downgrades(empty_database: s
     assert asyncio.run(insert_by_hand()).version == 4
     command.upgrade(config, "head")
     assert asyncio.run(insert_by_hand()).version == 7
+
+
+def test_rollups_migration_backfills_existing_events_and_downgrades(empty_database: str) -> None:
+    """0007: the hourly rollups start equal to counting the events already stored; downgrade drops them."""
+    config = alembic_config(empty_database)
+
+    async def run(*statements: str) -> list[list[tuple[object, ...]]]:
+        connection = await asyncpg.connect(empty_database)
+        try:
+            return [[tuple(row) for row in await connection.fetch(sql)] for sql in statements]
+        finally:
+            await connection.close()
+
+    seed = (
+        "INSERT INTO events (component, environment, message, data, created_at) "
+        "SELECT (ARRAY['order', 'billing'])[1 + n % 2], (ARRAY['production', 'staging', 'dev'])[1 + n % 3], "
+        "'seeded', '{}', timestamptz '2026-03-28 20:00+00' + n * interval '97 seconds' "
+        "FROM generate_series(1, 3000) AS n"
+    )
+    from_events = (
+        "SELECT date_trunc('hour', created_at, 'UTC'), component, environment, count(*), "
+        "min(created_at), max(created_at) FROM events GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
+    kept = "SELECT * FROM event_counts_hourly ORDER BY 1, 2, 3"
+    has_rollups = "SELECT to_regclass('event_counts_hourly') IS NOT NULL"
+
+    command.upgrade(config, "0006")
+    asyncio.run(run(seed))
+    command.upgrade(config, "head")
+    expected, backfilled = asyncio.run(run(from_events, kept))
+    assert len(expected) > 100 and backfilled == expected
+    command.downgrade(config, "0006")
+    assert asyncio.run(run(has_rollups, seed)) == [[(False,)], []]  # and writes work without it
+    command.upgrade(config, "head")
+    expected, backfilled = asyncio.run(run(from_events, kept))
+    assert sum(row[3] for row in backfilled) == 6000 and backfilled == expected
