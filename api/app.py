@@ -4,6 +4,7 @@ import orjson
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.explorer import mount_explorer
 from api.lifespan import lifespan
 from api.metrics import metrics_router, service_metrics
 from api.middleware import (
@@ -17,7 +18,7 @@ from api.settings import Settings
 from api.telemetry import install_tracing
 from graphql_schema.graphiql import mount_graphiql_assets
 from graphql_schema.router import GRAPHQL_PATH, graphql_router
-from rest import batch, docs, events, health
+from rest import batch, docs, events, export, health, stats
 from rest.errors import STATUS_MESSAGES, install_error_handlers
 
 
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestLogMiddleware)
     app.include_router(health.router)
+    app.include_router(export.router)  # before /api/events/{event_id}, which would take `export`
+    app.include_router(stats.router)  # likewise before /api/events/{event_id}
     app.include_router(events.router)
     app.include_router(batch.router)
     graphql = graphql_router(settings)
@@ -62,5 +65,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router(settings))
     docs.mount_docs(app)
     mount_graphiql_assets(app)
+    mount_explorer(app)  # GET / and /explorer/*: the browser page
     install_tracing(app, settings)
     return app

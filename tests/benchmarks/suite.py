@@ -1,7 +1,8 @@
 """The benchmark suite: the service against the database underneath it (pgbench) and a peer (PostGraphile).
 
     .venv/bin/python -m tests.benchmarks.suite [--duration 15] [--connections 16 64]
-        [--seed-events 1000000] [--points get gql-events post batch gql-record subscriptions stream]
+        [--seed-events 1000000] [--points get gql-events post batch gql-record subscriptions stream export
+        stats]
         [--workers 2] [--database-url URL] [--markdown PATH] [--no-peer]
 
 Run from the repository root. On a fresh embedded PostgreSQL in a temporary folder (or on the
@@ -18,6 +19,9 @@ Each point and its references run back to back at each concurrency, from the sam
     gql-record     GraphQL recordEvent                               vs PostGraphile createEvent
     subscriptions  websocket subscribers while events are recorded at --event-rate (own service)
     stream         the unfiltered GET of a --stream-events database (own database and service)
+    export         GET /api/events/export of every seeded event, NDJSON then CSV (own service)
+    stats          a 30-day daily series of one component (eventStats, GET /api/events/stats, the
+                   rollups in SQL vs counting events) and the rollup trigger's write cost
 
 Prints one table with MET/MISSED per target. Everything it starts is stopped and every temporary
 folder removed, also on Ctrl-C or SIGTERM; traffic goes only to 127.0.0.1 and unix sockets. wrk is
@@ -50,10 +54,12 @@ from tests.benchmarks._database import (
     seed_database,
     server_version,
 )
+from tests.benchmarks._export import measure_export
 from tests.benchmarks._pgbench import pgbench_binary
 from tests.benchmarks._points import Bench, Peer
-from tests.benchmarks._processes import TreeSampler, running_service
+from tests.benchmarks._processes import TreeSampler, percentile, running_service
 from tests.benchmarks._report import Row, machine_lines, ms, number, render, verdict
+from tests.benchmarks._stats import measure_write_cost, median, p99, time_http, time_queries
 from tests.benchmarks._stream import measure_stream
 from tests.benchmarks._subscriptions import measure_subscriptions
 from tests.benchmarks._workload import random_event
@@ -67,7 +73,7 @@ POINTS = {
     "batch": _points.point_batch,
     "gql-record": _points.point_graphql_record,
 }
-ALL_POINTS = (*POINTS, "subscriptions", "stream")
+ALL_POINTS = (*POINTS, "subscriptions", "stream", "export", "stats")
 PEER_POINTS = {"gql-events", "gql-record"}
 MB = 1e6
 
@@ -137,7 +143,13 @@ def _start_peer(
 
 def _subscription_rows(database: SeededDatabase, args: argparse.Namespace, workdir: Path) -> list[Row]:
     """On a service of its own: the live feed must not inherit the backlog of earlier write points."""
-    with running_service(database.url, args.workers, workdir) as service, TreeSampler(service.pid) as server:
+    # Sized for the load: the kernel spreads sockets unevenly over workers, and the default cap
+    # (GRAPHQL_MAX_WEBSOCKETS per worker) would refuse some of a 2,000-subscriber run.
+    sized = {"GRAPHQL_MAX_WEBSOCKETS": str(args.subscribers)}
+    with (
+        running_service(database.url, args.workers, workdir, extra_env=sized) as service,
+        TreeSampler(service.pid) as server,
+    ):
         result = measure_subscriptions(service.base_url, args.subscribers, args.event_rate, args.duration)
     restore_seed_state(database)
     print(
@@ -145,7 +157,8 @@ def _subscription_rows(database: SeededDatabase, args: argparse.Namespace, workd
         f"{result.accepted}/{result.sent} events recorded in {result.send_s:.1f} s "
         f"(sender at worst {result.sender_late_ms:.0f} ms behind schedule); {result.unexpected} unexpected, "
         f"{result.ended} streams ended early {result.first_error!r}; the client used "
-        f"{result.client_cpu:.2f} cores",
+        f"{result.client_cpu:.2f} cores; lag percentiles (ms) "
+        + ", ".join(f"p{q}: {percentile(result.lags_ms, q / 100):.0f}" for q in (50, 90, 95, 98, 99, 100)),
         flush=True,
     )
     per_event = args.subscribers // len(COMPONENTS)
@@ -198,6 +211,58 @@ def _stream_rows(server_url: str, args: argparse.Namespace, workdir: Path) -> li
     ]  # fmt: skip
 
 
+def _export_rows(database: SeededDatabase, args: argparse.Namespace, workdir: Path) -> list[Row]:
+    """On a service of its own, from the seed state: every seeded event, once per format."""
+    restore_seed_state(database)
+    with running_service(database.url, args.workers, workdir) as service:
+        results = measure_export(service.base_url, service.pid, database.events, workdir)
+    rows = []
+    for result in results:
+        point = f"GET /api/events/export?format={result.export_format}, {number(result.events)} events"
+        checked = "" if result.verified else " (body NOT verified)"
+        growth_mb = result.rss_growth_mib * 2**20 / MB
+        rows += [
+            Row(point=f"{point}: total", throughput=f"{result.total_s:.2f} s{checked}", target="< 10 s",
+                result=verdict(result.total_s < 10 and result.verified),
+                server_cpu=f"{result.server_cpu_s:.1f} s",
+                reference=f"{result.body_mb:.0f} MB body, first byte {ms(result.first_byte_ms)} ms"),
+            Row(point=f"{point}: server RSS growth", throughput=f"{growth_mb:.1f} MB",
+                target="<= 30 MB (flat)", result=verdict(growth_mb <= 30)),
+        ]  # fmt: skip
+    return rows
+
+
+def _stats_rows(database: SeededDatabase, args: argparse.Namespace, workdir: Path) -> list[Row]:
+    """The series in the database and over HTTP (own service), then the trigger's cost (no service)."""
+    restore_seed_state(database)
+    component = COMPONENTS[0]  # the most frequent component of the seed: the largest series
+    queries = time_queries(database, component)
+    with running_service(database.url, args.workers, workdir) as service:
+        graphql_ms, rest_ms = time_http(service.base_url, database, component)
+    cost = measure_write_cost(database.url)
+    restore_seed_state(database)
+    point = f"stats: 30 daily buckets of {component!r}, {number(database.events)} events"
+    series = f"{number(queries.matching_events)} events in {queries.rows} rows, from the {queries.source}"
+    batch_extra = median(cost.batch_on_ms) - median(cost.batch_off_ms)
+    single_extra = median(cost.single_on_ms) - median(cost.single_off_ms)
+    return [
+        Row(point=f"{point}: db.stats call", p50_ms=ms(median(queries.call_ms)),
+            p99_ms=ms(p99(queries.call_ms)), reference=series, target="< 50 ms",
+            result=verdict(queries.source == "rollups" and median(queries.call_ms) < 50)),
+        Row(point=f"{point}: counted from events instead", p50_ms=ms(median(queries.events_ms)),
+            p99_ms=ms(p99(queries.events_ms)),
+            reference=f"the rollup statement alone {ms(median(queries.rollup_ms))} ms"),
+        Row(point=f"{point}: GraphQL eventStats over HTTP", p50_ms=ms(median(graphql_ms)),
+            p99_ms=ms(p99(graphql_ms)), target="< 50 ms", result=verdict(median(graphql_ms) < 50)),
+        Row(point=f"{point}: GET /api/events/stats", p50_ms=ms(median(rest_ms)), p99_ms=ms(p99(rest_ms)),
+            target="< 50 ms", result=verdict(median(rest_ms) < 50)),
+        Row(point="rollup trigger: 1,000-row batch insert", p50_ms=ms(median(cost.batch_on_ms)),
+            reference=f"{ms(median(cost.batch_off_ms))} ms without the trigger (+{batch_extra:.2f} ms)"),
+        Row(point="rollup trigger: single-row insert", p50_ms=f"{median(cost.single_on_ms):.3f}",
+            reference=f"{median(cost.single_off_ms):.3f} ms without the trigger (+{single_extra:.3f} ms)"),
+    ]  # fmt: skip
+
+
 def _point(name: str, measure: Callable[[], list[Row]]) -> list[Row]:
     """Run one point, printing its rows as they come; a failure becomes a row, not a lost run."""
     print(f"- {name} ...", flush=True)
@@ -238,7 +303,7 @@ def run(args: argparse.Namespace, header: list[str]) -> list[Row]:
         print("\n".join(header), flush=True)
         server = "PostgreSQL at --database-url" if args.database_url else "embedded PostgreSQL (pgserver)"
         main_points = [p for p in args.points if p in POINTS]
-        if main_points or "subscriptions" in args.points:
+        if main_points or {"subscriptions", "export", "stats"} & set(args.points):
             url = stack.enter_context(fresh_database(server_url, "main"))
             database = seed_database(url, args.seed_events)
             header.append(
@@ -262,6 +327,10 @@ def run(args: argparse.Namespace, header: list[str]) -> list[Row]:
             rows += _point("subscriptions", lambda: _subscription_rows(database, args, workdir))
         if "stream" in args.points:
             rows += _point("stream", lambda: _stream_rows(server_url, args, workdir))
+        if "export" in args.points:
+            rows += _point("export", lambda: _export_rows(database, args, workdir))
+        if "stats" in args.points:
+            rows += _point("stats", lambda: _stats_rows(database, args, workdir))
     return rows
 
 
