@@ -6,10 +6,11 @@ record is needed to know where to continue, and nothing is lost or repeated. A t
 "next cursor" record would be lost exactly when it is needed, with the connection.
 """
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -156,9 +157,21 @@ async def _stream(
 
     async def body() -> AsyncIterator[bytes]:
         async with resources:
-            yield form.head + form.render(first_chunk)
-            async for records in chunks:
-                yield form.render(records)
+            records: list[Any] | None = first_chunk
+            prefix = form.head
+            while records is not None:
+                # The next chunk is asked for before this one is written: PostgreSQL reads it
+                # while Python renders, instead of each waiting for the other.
+                upcoming = asyncio.ensure_future(anext(chunks, None)) if records else None
+                try:
+                    yield prefix + form.render(records)
+                    prefix = b""
+                    records = await upcoming if upcoming is not None else None
+                finally:
+                    if upcoming is not None and not upcoming.done():  # the client left mid-read
+                        upcoming.cancel()
+                        with suppress(asyncio.CancelledError):
+                            await upcoming
 
     filename = f"events-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{form.extension}"
     return StreamingResponse(
