@@ -2,6 +2,9 @@
 
 Routes say what they need in their signatures (`database: DatabaseDep`); tests and other apps
 provide the services by setting them on the app's state, which the lifespan fills.
+
+Every dependency of a route is `async def`, however trivial: FastAPI runs a plain `def` one in its
+thread pool, a thread hop per request for an attribute lookup.
 """
 
 from typing import Annotated
@@ -14,19 +17,19 @@ from db.engine import Database
 from db.group_commit import GroupCommitter
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _database(request: Request) -> Database:
+async def _database(request: Request) -> Database:
     return request.app.state.database
 
 
-def _event_writer(request: Request) -> GroupCommitter:
+async def _event_writer(request: Request) -> GroupCommitter:
     return request.app.state.event_writer
 
 
-def _key_verifier(request: Request) -> KeyVerifier:
+async def _key_verifier(request: Request) -> KeyVerifier:
     return request.app.state.key_verifier
 
 

@@ -43,7 +43,7 @@ XFieldsHeader = Annotated[
 ]
 
 
-def events_mask(x_fields: XFieldsHeader = None) -> FieldsMask | None:
+async def events_mask(x_fields: XFieldsHeader = None) -> FieldsMask | None:
     """The per-event mask from `events{...}`; None for whole events; {} when events are masked out."""
     if not x_fields:
         return None

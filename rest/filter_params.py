@@ -93,12 +93,12 @@ def _checked_filter(fields: tuple[FilterField, ...], raw: dict[str, Any]) -> Eve
     return event_filter
 
 
-def event_filter_from_query(**raw: Any) -> EventFilter:
+async def event_filter_from_query(**raw: Any) -> EventFilter:
     """The legacy list's filter: the fields with a REST name."""
     return _checked_filter(REST_FILTER_FIELDS, raw)
 
 
-def export_filter_from_query(**raw: Any) -> EventFilter:
+async def export_filter_from_query(**raw: Any) -> EventFilter:
     """The export's filter: every field of the definition."""
     return _checked_filter(FILTER_FIELDS, raw)
 
