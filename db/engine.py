@@ -76,7 +76,6 @@ class Database:
                     "statement_timeout": str(statement_timeout_ms),
                     "timezone": "UTC",
                 },
-                reset=_keep_session,
             )
         except CONNECTION_ERRORS as error:
             raise DatabaseUnavailable(str(error) or type(error).__name__) from error
@@ -142,13 +141,3 @@ class Database:
             with suppress(asyncpg.InterfaceError):
                 connection.terminate()
 
-
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """What a connection needs on its way back to the pool beyond what asyncpg always does.
-
-    asyncpg always rolls back a transaction left open and forgets listener callbacks first; its
-    default reset then sends `UNLISTEN *; CLOSE ALL; RESET ALL; SELECT pg_advisory_unlock_all()`,
-    a round trip on every release. The service leaves none of that state on pooled connections: no
-    LISTEN (the live feed has a connection of its own), no cursor outside a transaction, no SET
-    (settings come with the connection, `server_settings` above), no advisory lock. So: nothing.
-    """

@@ -97,9 +97,7 @@ async def test_a_connection_killed_after_commit_does_not_fail_the_committed_writ
             await insert_event(connection, new_event("committed"))
     assert killing.kills == 1
     assert await stored_messages(database_url) == ["committed"]
-    # Releasing sends nothing since pooled connections keep their session (db.engine._keep_session),
-    # so the dead connection fails nothing on the way back; it is found dead when next used. A
-    # release that does fail (a rollback on a dead connection) is logged: the next test.
+    assert "failed on release" in caplog.text
     monkeypatch.undo()
     # The dead connection left the pool: every slot still serves (more rounds than slots).
     for _ in range(5):
