@@ -14,7 +14,7 @@ import httpx
 from tests.benchmarks import _pgbench, _postgraphile
 from tests.benchmarks._database import SeededDatabase, restore_seed_state, wait_until_quiet
 from tests.benchmarks._pgbench import PgbenchResult, run_pgbench
-from tests.benchmarks._processes import RunningService, TreeSampler
+from tests.benchmarks._processes import RunningService, TreeSampler, running_afternoon
 from tests.benchmarks._report import Row, ms, number, p99_verdict, verdict
 from tests.benchmarks._workload import (
     EVENTS_QUERY,
@@ -150,10 +150,41 @@ def point_get(bench: Bench) -> list[Row]:
         rows.append(
             _pgbench_row("pgbench: SELECT .. WHERE component AND email ORDER BY created_at, id", c, reference)
         )
-        result, server = bench.service_run("get", filtered_get_requests(db.five_row_pairs), c)
+        requests = filtered_get_requests(db.five_row_pairs)
+        afternoon = _afternoon_row(bench, "afternoon", "GET", requests, c)
+        rows.append(afternoon[0])
+        result, server = bench.service_run("get", requests, c)
         row = _wrk_row("GET /api/events/?component=..&email=.. (5 rows)", c, result, server)
         rows.append(_judge(row, bench, c, result, result.good_per_s, reference.tps, "pgbench tps", 0.5))
+        rows.append(_versus_afternoon(row, result, afternoon[1]))
     return rows
+
+
+def _afternoon_row(
+    bench: Bench, name: str, method: str, requests: Sequence[Request], c: int
+) -> tuple[Row, float]:
+    """The afternoon reference (FastAPI + asyncpg, 2 workers) on the same requests: its row and req/s."""
+    with running_afternoon(bench.database.url, 2, bench.workdir) as afternoon:
+        result, server = bench.drive(afternoon.base_url, afternoon.pid, f"{name}-{c}", requests, c)
+    bench.restore()
+    row = _wrk_row(
+        f"afternoon reference (FastAPI + asyncpg, 2 workers): {method} /api/events/", c, result, server
+    )
+    row.result = "reference"
+    return row, result.good_per_s
+
+
+def _versus_afternoon(row: Row, result: WrkResult, afternoon_per_s: float) -> Row:
+    """The service's row judged against the afternoon reference (target: 2x)."""
+    ratio = result.good_per_s / afternoon_per_s if afternoon_per_s else float("nan")
+    return Row(
+        point=f"{row.point} vs the afternoon reference",
+        c=row.c,
+        reference=f"afternoon req/s {number(afternoon_per_s)}",
+        ratio=f"{ratio:.2f}x",
+        target=">= 2.0x",
+        result=verdict(ratio >= 2.0),
+    )
 
 
 def point_graphql_events(bench: Bench) -> list[Row]:
@@ -195,10 +226,13 @@ def point_post(bench: Bench) -> list[Row]:
         reference = bench.pgbench(_pgbench.INSERT_ONE, c)
         bench.restore()
         rows.append(_pgbench_row("pgbench: single-row INSERT .. RETURNING", c, reference))
+        afternoon = _afternoon_row(bench, "afternoon-post", "POST", post_requests(), c)
+        rows.append(afternoon[0])
         result, server = bench.service_run("post", post_requests(), c)
         bench.restore()
         row = _wrk_row("POST /api/events/", c, result, server)
         rows.append(_judge(row, bench, c, result, result.good_per_s, reference.tps, "pgbench tps", 1.0))
+        rows.append(_versus_afternoon(row, result, afternoon[1]))
     return rows
 
 

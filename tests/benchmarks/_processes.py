@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.support import free_port, service_env, stop_process, wait_until_healthy
+from tests.support import ROOT, free_port, service_env, stop_process, wait_until_healthy
 
 MIB = 1024 * 1024
 
@@ -137,6 +137,27 @@ def running_service(
             service = RunningService(base_url, process.pid, workers, log_path)
             _wait_for_workers(service)
             yield service
+        finally:
+            stop_process(process)
+
+
+@contextmanager
+def running_afternoon(database_url: str, workers: int, workdir: Path) -> Iterator[RunningService]:
+    """The afternoon reference (tests/benchmarks/_afternoon.py) under uvicorn with `workers`."""
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="afternoon-", dir=workdir))
+    log_path = folder / "afternoon.log"
+    command = [sys.executable, "-m", "uvicorn", "tests.benchmarks._afternoon:app", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    env = service_env(DATABASE_URL=database_url, PYTHONPATH=str(ROOT))
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            wait_until_healthy(base_url, process, 60)
+            yield RunningService(base_url, process.pid, workers, log_path)
         finally:
             stop_process(process)
 
