@@ -170,6 +170,18 @@ def graphiql_files() -> str | None:
     return None
 
 
+# Debian's Chromium, which the browser tests drive through playwright (its own download is not possible here).
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> Path:
+    """Chromium for the browser tests; without it they skip, saying so loudly."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"BROWSER TEST SKIPPED: no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    return CHROMIUM
+
+
 @pytest.fixture(scope="session")
 def live_server(database_url: str, graphiql_files: str | None) -> Iterator[str]:
     """A real uvicorn (one worker) serving the test database, GraphiQL files included; yields its base URL."""

@@ -18,7 +18,6 @@ from tests.support import ROOT, browser_env, running_service, service_env, valid
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
 # Neither "localhost" nor "127.0.0.1": the page must work under whatever name the service is reached
 # by. This name resolves to the loopback address (any port); every other name fails to resolve.
 EXPLORER_HOST = "activity-explorer.test"
@@ -26,13 +25,6 @@ IN_BROWSER_SCHEMES = ("data:", "blob:")
 BIG = 123456789012345678901234567890  # far beyond 2**53: a float would print 1.2345678901234568e+29
 SCHEMA = ROOT / "graphql_schema" / "schema.graphql"
 HAS_EVENT_STATS = "eventStats(" in SCHEMA.read_text()
-
-
-@pytest.fixture(scope="session")
-def chromium_path() -> Path:
-    if not CHROMIUM.exists():
-        pytest.skip(f"EXPLORER BROWSER TEST SKIPPED: no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    return CHROMIUM
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from tests.support import browser_env, valid_event
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # Debian's chromium: Playwright's own browser download is not possible on these machines.
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -43,13 +42,6 @@ def graphiql_assets_fetched(graphiql_files: str | None, live_server: str) -> Non
     status = httpx.get(probe, timeout=10).status_code
     if status != 200:
         pytest.fail(f"the live server answers {status} for {probe} (started before the files were fetched?)")
-
-
-@pytest.fixture(scope="session")
-def chromium_path() -> Path:
-    if not CHROMIUM.exists():
-        pytest.skip(f"GRAPHIQL BROWSER TEST SKIPPED: no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    return CHROMIUM
 
 
 @pytest.fixture

@@ -11,18 +11,10 @@ from tests.support import browser_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
 # A host name that is neither "localhost" nor "127.0.0.1": Swagger UI treats those two as local and
 # skips some outside requests for them, which would hide a leak a deployed service has.
 DOCS_HOST = "activity-docs.test"
 IN_BROWSER_SCHEMES = ("data:", "blob:")
-
-
-@pytest.fixture(scope="session")
-def chromium_path() -> Path:
-    if not CHROMIUM.exists():
-        pytest.skip(f"REST DOCS BROWSER TEST SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium)")
-    return CHROMIUM
 
 
 @pytest.fixture
