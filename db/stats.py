@@ -126,8 +126,11 @@ async def time_zone_names(connection: asyncpg.Connection) -> dict[str, bool]:
     """The IANA time zone names PostgreSQL knows, each with whether its offset is whole hours now."""
     global _time_zones
     if _time_zones is None:
+        # A server on the system's tzdata (Debian's) also lists its posix/ and right/ copies of every
+        # zone and posixrules: not IANA names, and unknown to a server on its own tzdata (the embedded one).
         rows = await connection.fetch(
-            "SELECT name, extract(epoch FROM utc_offset)::integer % 3600 = 0 AS whole FROM pg_timezone_names"
+            "SELECT name, extract(epoch FROM utc_offset)::integer % 3600 = 0 AS whole "
+            "FROM pg_timezone_names WHERE name !~ '^(posix/|right/|posixrules$)'"
         )
         _time_zones = {row["name"]: row["whole"] for row in rows}
     return _time_zones
