@@ -182,6 +182,14 @@ def test_database_killed_under_a_batch_answers_its_callers_503_never_201(
             async def kill_while_blocked() -> None:
                 await _wait_for_blocked_insert(url)
                 await asyncio.sleep(0.3)  # the rest queue behind the blocked batch
+                # The blocked statements' backends die first: a shutdown alone may end the lock's
+                # holder before them, and a single statement granted the lock then commits (a true
+                # 201, but not this phase's case, a connection lost mid-statement).
+                await _fetch(
+                    url,
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'activity-service' AND wait_event_type = 'Lock'",
+                )
                 await asyncio.to_thread(stop_postgres, own_server)
 
             try:
