@@ -1,9 +1,10 @@
 """All SQL the doors need, as named functions. None of them commits: `Database.transaction` does."""
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -178,12 +179,17 @@ async def list_events_page(
     return rows, has_more
 
 
+def event_key(record: Mapping[str, Any]) -> EventKey:
+    """The position of an event (a row or record with its columns) in the log."""
+    return EventKey(record["created_at"], record["id"])
+
+
 async def newest_event_key(connection: asyncpg.Connection, event_filter: EventFilter) -> EventKey | None:
     """The position of the newest matching event, or None when none matches."""
     rows, _more = await list_events_page(
         connection, event_filter, newest_first=True, after=None, before=None, limit=1
     )
-    return EventKey(rows[0]["created_at"], rows[0]["id"]) if rows else None
+    return event_key(rows[0]) if rows else None
 
 
 def page_query(

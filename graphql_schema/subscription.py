@@ -9,7 +9,7 @@ import strawberry
 from db.api_keys import EVENTS_READ, NotAuthenticated
 from db.live_feed.follow import Follower
 from db.live_feed.subscription import AccessRevoked, SubscriptionEnded
-from db.repository import EventKey
+from db.repository import event_key
 from graphql_schema.context import Context
 from graphql_schema.cursors import decode_cursor
 from graphql_schema.errors import SubscriptionEndedError
@@ -48,7 +48,7 @@ class Subscription:
                     # The websocket keeps one context for its whole life: fresh loaders per event,
                     # or an `actor` resolved now could come from a cache filled minutes ago.
                     context.renew_loaders()
-                    context.last_event_key = EventKey(record["created_at"], record["id"])
+                    context.last_event_key = event_key(record)
                     yield event_from_record(record)
         except SubscriptionEnded as ended:
             raise SubscriptionEndedError(ended) from None

@@ -20,8 +20,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import asyncpg
-
 from db.engine import Database
 from db.filters import EventFilter
 from db.live_feed.hub import EventHub
@@ -33,7 +31,7 @@ from db.live_feed.subscription import (
     Subscription,
     SubscriptionEnded,
 )
-from db.repository import EventKey, list_events_page, newest_event_key
+from db.repository import EventKey, event_key, list_events_page, newest_event_key
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +39,6 @@ log = logging.getLogger(__name__)
 BEGINNING = EventKey(datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
 # Rows read per round trip while catching up from the table.
 REPLAY_PAGE_ROWS = 500
-
-
-def event_key(record: EventRecord | asyncpg.Record) -> EventKey:
-    """The position of an event in the log."""
-    return EventKey(record["created_at"], record["id"])
 
 
 class Follower:

@@ -17,10 +17,10 @@ import pytest
 from db.embedded import EmbeddedPostgres
 from db.engine import Database
 from db.filters import EventFilter
-from db.live_feed.follow import Follower, event_key
+from db.live_feed.follow import Follower
 from db.live_feed.hub import EventHub
 from db.live_feed.notifications import EventRecord
-from db.repository import EventKey, insert_event, insert_events, list_events_page
+from db.repository import EventKey, event_key, insert_event, insert_events, list_events_page
 from db.validation import NewEvent, parse_event_payload
 from tests.support import start_postgres, stop_postgres, valid_event
 
