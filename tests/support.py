@@ -70,6 +70,20 @@ def service_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+# Headless Chromium for the browser tests, offline: no sandbox (root), no GPU, no QUIC, no
+# first-run, background, update or sync traffic. A test adds its own host rules.
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
 def browser_env(home: Path) -> dict[str, str]:
     """The environment for a test's Chromium, with its home and XDG folders under `home` (a tmp folder).
 

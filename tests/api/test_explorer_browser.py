@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from api.explorer import CONTENT_SECURITY_POLICY, EXPLORER_PATH
-from tests.support import ROOT, browser_env, running_service, service_env, valid_event
+from tests.support import CHROMIUM_ARGS, ROOT, browser_env, running_service, service_env, valid_event
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -34,14 +34,7 @@ async def browser(chromium_path: Path, tmp_path: Path) -> AsyncIterator[Browser]
             executable_path=str(chromium_path),
             env=browser_env(tmp_path / "home"),
             args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *CHROMIUM_ARGS,
                 f"--host-resolver-rules=MAP {EXPLORER_HOST} 127.0.0.1, MAP * ~NOTFOUND",
             ],
         )

@@ -10,21 +10,10 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from graphql_schema.graphiql import STATIC_URL
 from graphql_schema.graphiql_assets import FETCH_COMMAND, PINNED
-from tests.support import browser_env, valid_event
+from tests.support import CHROMIUM_ARGS, browser_env, valid_event
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-# Debian's chromium: Playwright's own browser download is not possible on these machines.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Data and blob URLs never leave the browser (GraphiQL's CSS inlines its fonts as data: URLs).
 IN_BROWSER_SCHEMES = ("data:", "blob:")
 
@@ -48,7 +37,7 @@ def graphiql_assets_fetched(graphiql_files: str | None, live_server: str) -> Non
 async def browser(chromium_path: Path, tmp_path: Path) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(
-            executable_path=str(chromium_path), args=CHROMIUM_ARGS, env=browser_env(tmp_path / "home")
+            executable_path=str(chromium_path), args=list(CHROMIUM_ARGS), env=browser_env(tmp_path / "home")
         )
         try:
             yield chromium

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
-from tests.support import browser_env
+from tests.support import CHROMIUM_ARGS, browser_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,13 +25,7 @@ async def browser(live_server: str, chromium_path: Path, tmp_path: Path) -> Asyn
             executable_path=str(chromium_path),
             env=browser_env(tmp_path / "home"),
             args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *CHROMIUM_ARGS,
                 # Our host name reaches the live server; every other name fails to resolve.
                 f"--host-resolver-rules=MAP {DOCS_HOST}:{port} 127.0.0.1:{port}, MAP * ~NOTFOUND",
             ],
