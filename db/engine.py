@@ -144,4 +144,3 @@ class Database:
             # InterfaceError); terminating here covers any other path, so the pool opens a new one.
             with suppress(asyncpg.InterfaceError):
                 connection.terminate()
-
