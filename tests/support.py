@@ -184,6 +184,40 @@ def run_statement(url: str, statement: str) -> None:
     asyncio.run(run())
 
 
+class ResetConnection:
+    """A connection kept across tests, opened again should a test have ended its backend.
+
+    Some tests terminate every backend of the test database (to pin what a dropped connection
+    does); the next test must still start from empty tables rather than fail on a closed connection.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._connection: asyncpg.Connection | None = None
+
+    async def _open(self) -> asyncpg.Connection:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await asyncpg.connect(self._url)
+        return self._connection
+
+    async def _run(self, method: str, statement: str) -> Any:
+        try:
+            return await getattr(await self._open(), method)(statement)
+        except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, asyncpg.AdminShutdownError):
+            self._connection = None  # a test ended its backend: open another, once
+            return await getattr(await self._open(), method)(statement)
+
+    async def fetchval(self, statement: str) -> Any:
+        return await self._run("fetchval", statement)
+
+    async def execute(self, statement: str) -> Any:
+        return await self._run("execute", statement)
+
+    async def close(self) -> None:
+        if self._connection is not None and not self._connection.is_closed():
+            await self._connection.close()
+
+
 SERVICES = ("database", "key_verifier", "event_writer", "event_hub")
 
 

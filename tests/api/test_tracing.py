@@ -141,6 +141,7 @@ async def test_the_endpoint_setting_exports_spans_over_otlp_http(
     assert "GET /api/events/{event_id}" in names
 
 
+@pytest.mark.slow  # starts a Python process (the full run's job)
 def test_without_the_endpoint_no_tracing_code_is_loaded() -> None:
     # FastAPI itself imports the OpenTelemetry API; the SDK, exporter and instrumentations stay out.
     probe = (

@@ -393,6 +393,7 @@ def filters_to_compare(middle: datetime) -> list[EventFilter]:
     ]
 
 
+@pytest.mark.slow  # sweeps every filter field through a live feed (the full run's job)
 async def test_every_filter_field_selects_the_same_events_live_as_in_sql(
     hub: EventHub, database: Database
 ) -> None:

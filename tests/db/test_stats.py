@@ -91,6 +91,7 @@ BUCKETS = [None, Bucket.HOUR, Bucket.DAY, Bucket.WEEK, Bucket.MONTH]
 ZONES = ["UTC", "Europe/Berlin", "America/New_York"]
 
 
+@pytest.mark.slow  # sweeps generated filters x buckets x zones (the full run's job)
 async def test_rollups_answer_exactly_what_counting_the_events_answers(database: Database) -> None:
     await seed(database, generated_rows(3_000))
     checked = 0

@@ -147,6 +147,7 @@ def _expected_code(path: FieldPath, caller: str) -> str | None:
     return None if path.needs() <= GRANTS[caller] else "FORBIDDEN"
 
 
+@pytest.mark.slow  # sweeps every path for every caller (the full run's job)
 @pytest.mark.parametrize("root", ["Query", "Mutation"])
 async def test_every_query_and_mutation_path_is_served_exactly_to_the_callers_the_rule_allows(
     auth_client: httpx.AsyncClient, keys: dict[str, str], root: str

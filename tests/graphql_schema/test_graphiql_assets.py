@@ -111,6 +111,7 @@ def test_fetch_with_files_present_needs_no_npm(
     assert asset_problems(copy) == {}
 
 
+@pytest.mark.slow  # fetches from the npm registry (the full run's job)
 def test_fetch_needs_python_alone_not_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no node, no npm
     fetch_assets(tmp_path / "vendor")

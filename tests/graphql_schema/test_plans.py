@@ -328,6 +328,7 @@ def _recorded_anew(answer: tuple[int, str, bytes]) -> tuple[int, str, bytes]:
     return status, media_type, masked
 
 
+@pytest.mark.slow  # sweeps every document the suite and README hold (the full run's job)
 async def test_every_written_document_answers_the_same_planned_or_not(
     client: httpx.AsyncClient, unplanned: httpx.AsyncClient, seeded: list[str], planned_runs: list[bool]
 ) -> None:
@@ -345,6 +346,7 @@ async def test_every_written_document_answers_the_same_planned_or_not(
     assert planned_runs.count(True) > 10, "plans answered a good part of the corpus"
 
 
+@pytest.mark.slow  # sweeps hundreds of generated documents (the full run's job)
 async def test_generated_queries_answer_the_same_planned_or_not(
     client: httpx.AsyncClient, unplanned: httpx.AsyncClient, seeded: list[str], planned_runs: list[bool]
 ) -> None:

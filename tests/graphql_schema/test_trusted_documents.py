@@ -128,6 +128,7 @@ def test_a_manifest_that_cannot_be_trusted_is_refused_with_a_clear_message(tmp_p
         read_manifest(path)
 
 
+@pytest.mark.slow  # starts a service process (the full run's job)
 def test_the_service_refuses_to_start_with_a_wrong_hash_saying_why_in_one_line(tmp_path: Path) -> None:
     path = tmp_path / "persisted-documents.json"
     path.write_text(json.dumps({"ab" * 32: EVENTS}))
