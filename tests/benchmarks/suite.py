@@ -1,8 +1,8 @@
 """The benchmark suite: the service against the database underneath it (pgbench) and a peer (PostGraphile).
 
     .venv/bin/python -m tests.benchmarks.suite [--duration 15] [--connections 16 64]
-        [--seed-events 1000000] [--points get gql-events post batch gql-record subscriptions stream export
-        stats]
+        [--seed-events 1000000 [10000000]]
+        [--points get gql-events post batch gql-record subscriptions stream export stats]
         [--workers 2] [--database-url URL] [--markdown PATH] [--no-peer]
 
 Run from the repository root. On a fresh embedded PostgreSQL in a temporary folder (or on the
@@ -40,6 +40,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -87,7 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--connections", type=int, nargs="+", default=[16, 64], metavar="C", help="concurrencies (16 64)"
     )
-    parser.add_argument("--seed-events", type=int, default=1_000_000, help="events in the main database")
+    parser.add_argument(
+        "--seed-events", type=int, nargs="+", default=[1_000_000], metavar="N",
+        help="events in the main database (1000000); several sizes run the points once per size, "
+        "on a database of each, and label the rows with the size: the capacity model, e.g. "
+        "--seed-events 1000000 10000000",
+    )  # fmt: skip
     parser.add_argument("--stream-events", type=int, default=100_000, help="events for the unfiltered GET")
     parser.add_argument("--stream-runs", type=int, default=3, help="unfiltered GETs measured (median shown)")
     parser.add_argument(
@@ -278,6 +284,68 @@ def _point(name: str, measure: Callable[[], list[Row]]) -> list[Row]:
     return rows
 
 
+def _size(events: int) -> str:
+    """1000000 -> "1M", 10000000 -> "10M", 250000 -> "250k"."""
+    return f"{events / 1e6:g}M" if events >= 1_000_000 else f"{events / 1e3:g}k"
+
+
+def _database_points(
+    args: argparse.Namespace,
+    events: int,
+    wrk: str,
+    installing: Future | None,
+    server_url: str,
+    workdir: Path,
+    header: list[str],
+    stack: ExitStack,
+) -> list[Row]:
+    """Every selected point that runs on the main database, seeded with `events` events."""
+    rows: list[Row] = []
+    main_points = [p for p in args.points if p in POINTS]
+    if not (main_points or {"subscriptions", "export", "stats"} & set(args.points)):
+        return rows
+    server = "PostgreSQL at --database-url" if args.database_url else "embedded PostgreSQL (pgserver)"
+    url = stack.enter_context(fresh_database(server_url, "main"))
+    database = seed_database(url, events)
+    header.append(
+        f"database: {server}, {number(database.events)} events seeded in {database.seed_s:.0f} s; "
+        f"the 5-row filter uses {len(database.five_row_pairs)} component/email pairs of "
+        f"{database.five_row_counts[0]}-{database.five_row_counts[1]} rows, the 50-row one "
+        f"{len(database.fifty_row_pairs)} pairs of {database.fifty_row_counts[0]}-"
+        f"{database.fifty_row_counts[1]} rows"
+    )
+    print(header[-1], flush=True)
+    if main_points:
+        with ExitStack() as servers:  # the service (and the peer) for these points only
+            service = servers.enter_context(running_service(url, args.workers, workdir))
+            peer = _start_peer(args, installing, database, servers, workdir, header)
+            bench = Bench(wrk, workdir, database, service, peer, args.connections, args.duration, args.warmup)
+            for name in main_points:
+                rows += _point(name, lambda name=name: POINTS[name](bench))
+    if "subscriptions" in args.points:
+        rows += _point("subscriptions", lambda: _subscription_rows(database, args, workdir))
+    if "export" in args.points:
+        rows += _point("export", lambda: _export_rows(database, args, workdir))
+    if "stats" in args.points:
+        rows += _point("stats", lambda: _stats_rows(database, args, workdir))
+    return rows
+
+
+def _side_by_side(sizes: list[int], per_size: list[list[Row]]) -> list[Row]:
+    """One size's rows as they are; several sizes' rows labelled with the size and, where every
+    size measured the same rows, interleaved so that each row stands beside its other sizes."""
+    if len(sizes) == 1:
+        return per_size[0]
+    labelled = [
+        [replace(row, point=f"[{_size(events)}] {row.point}") for row in rows]
+        for events, rows in zip(sizes, per_size, strict=True)
+    ]
+    shapes = {tuple((row.point, row.c) for row in rows) for rows in per_size}
+    if len(shapes) == 1:
+        return [row for together in zip(*labelled, strict=True) for row in together]
+    return [row for rows in labelled for row in rows]
+
+
 def run(args: argparse.Namespace, header: list[str]) -> list[Row]:
     """Every selected point; `header` receives the lines that describe the run."""
     rows: list[Row] = []
@@ -301,36 +369,16 @@ def run(args: argparse.Namespace, header: list[str]) -> list[Row]:
             f"load by wrk, {args.duration:g} s per point after a {args.warmup:g} s warm-up"
         )
         print("\n".join(header), flush=True)
-        server = "PostgreSQL at --database-url" if args.database_url else "embedded PostgreSQL (pgserver)"
-        main_points = [p for p in args.points if p in POINTS]
-        if main_points or {"subscriptions", "export", "stats"} & set(args.points):
-            url = stack.enter_context(fresh_database(server_url, "main"))
-            database = seed_database(url, args.seed_events)
-            header.append(
-                f"database: {server}, {number(database.events)} events seeded in {database.seed_s:.0f} s; "
-                f"the 5-row filter uses {len(database.five_row_pairs)} component/email pairs of "
-                f"{database.five_row_counts[0]}-{database.five_row_counts[1]} rows, the 50-row one "
-                f"{len(database.fifty_row_pairs)} pairs of {database.fifty_row_counts[0]}-"
-                f"{database.fifty_row_counts[1]} rows"
-            )
-            print(header[-1], flush=True)
-        if main_points:
-            with ExitStack() as servers:  # the service (and the peer) for these points only
-                service = servers.enter_context(running_service(url, args.workers, workdir))
-                peer = _start_peer(args, installing, database, servers, workdir, header)
-                bench = Bench(
-                    wrk, workdir, database, service, peer, args.connections, args.duration, args.warmup
+        sizes = sorted(set(args.seed_events))
+        per_size = []
+        for events in sizes:
+            with ExitStack() as sized:  # one database per size, dropped before the next is seeded
+                per_size.append(
+                    _database_points(args, events, wrk, installing, server_url, workdir, header, sized)
                 )
-                for name in main_points:
-                    rows += _point(name, lambda name=name: POINTS[name](bench))
-        if "subscriptions" in args.points:
-            rows += _point("subscriptions", lambda: _subscription_rows(database, args, workdir))
+        rows += _side_by_side(sizes, per_size)
         if "stream" in args.points:
             rows += _point("stream", lambda: _stream_rows(server_url, args, workdir))
-        if "export" in args.points:
-            rows += _point("export", lambda: _export_rows(database, args, workdir))
-        if "stats" in args.points:
-            rows += _point("stats", lambda: _stats_rows(database, args, workdir))
     return rows
 
 
