@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 
 from db.filters import FILTER_FIELDS, EventFilter, FilterField, InvalidFilter, check_filter
 from db.json_text import decode_json
@@ -98,8 +98,19 @@ async def event_filter_from_query(**raw: Any) -> EventFilter:
     return _checked_filter(REST_FILTER_FIELDS, raw)
 
 
-async def export_filter_from_query(**raw: Any) -> EventFilter:
+# The export's parameters a query string may repeat: the list-valued filters. Any other given twice
+# is refused rather than read as its last value: a new route may say so (the legacy list may not).
+_EXPORT_REPEATABLE = frozenset(
+    export_parameter_name(spec) for spec in FILTER_FIELDS if spec.condition.value_type is tuple
+)
+
+
+async def export_filter_from_query(request: Request, **raw: Any) -> EventFilter:
     """The export's filter: every field of the definition."""
+    for name in request.query_params:
+        count = len(request.query_params.getlist(name))
+        if count > 1 and name not in _EXPORT_REPEATABLE:
+            raise InvalidFilter(name, f"Give `{name}` once, not {count} times.")
     return _checked_filter(FILTER_FIELDS, raw)
 
 
@@ -107,7 +118,10 @@ event_filter_from_query.__signature__ = inspect.Signature(  # type: ignore[attr-
     [_parameter(spec, spec.rest) for spec in REST_FILTER_FIELDS if spec.rest is not None]
 )
 export_filter_from_query.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [_parameter(spec, export_parameter_name(spec)) for spec in FILTER_FIELDS]
+    [
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+        *(_parameter(spec, export_parameter_name(spec)) for spec in FILTER_FIELDS),
+    ]
 )
 
 EventFilterQuery = Annotated[EventFilter, Depends(event_filter_from_query)]

@@ -233,6 +233,10 @@ NUL = REFUSED + "Filter values can not contain NUL characters."
         ({"emailIn": ["a@x.io", "b\x00"]}, NUL),
         ({"dataContains": "[1, 2]"}, REFUSED + "Must be a JSON object."),
         ({"dataContains": "{not json"}, REFUSED + "Must be a JSON object."),
+        # A scalar given twice is refused, not read as its last value (which would skip checking
+        # the others): found by the OpenAPI fuzzer.
+        ({"from_date": ["13-45-2021", ""]}, REFUSED + "Give `from_date` once, not 2 times."),
+        ({"format": ["csv", "ndjson"]}, REFUSED + "Give `format` once, not 2 times."),
     ],
 )
 async def test_bad_parameters_are_400s_with_a_message(
