@@ -215,8 +215,8 @@ def prune(
         int, typer.Option(min=1, metavar="ROWS", help="Rows per delete transaction.")
     ] = 5_000,
 ) -> None:
-    """Delete events older than the given age in small batches (safe while serving), and expired
-    idempotency keys."""
+    """Delete events older than the given age: whole expired partitions at once, the rest in small
+    batches (safe while serving); and expired idempotency keys."""
     age = parse_age(older_than)
     settings = load_settings()
     cutoff = datetime.now(UTC) - age

@@ -22,6 +22,9 @@ always did, and no two events share a created_at since the clock (migration 0005
 old events does not change and new ones follow them.
 """
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 # The SQL function migration 0006 creates; the id column's default calls it with clock_timestamp().
 UUID7_FUNCTION = "uuid7_at"
 
@@ -29,3 +32,24 @@ UUID7_FUNCTION = "uuid7_at"
 def event_id(stamp: str) -> str:
     """SQL: the id of the event stamped `stamp` (a timestamptz expression)."""
     return f"{UUID7_FUNCTION}({stamp})"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def created_at_span(id_: uuid.UUID) -> tuple[datetime, datetime] | None:
+    """[from, to): when the event with this id was stamped, if the id says (version 7), else None.
+
+    Its first 48 bits are the stamp's Unix milliseconds, so created_at lies within that millisecond:
+    a lookup can name the one partition to search (db.partitions). Only for ids the service made:
+    a row written by hand with its own created_at gets a default id from the clock's time instead,
+    so a lookup that finds nothing in the span must still look everywhere (db.repository does).
+    """
+    if id_.version != 7:
+        return None
+    try:
+        start = _EPOCH + (id_.int >> 80) * _MILLISECOND
+        return start, start + _MILLISECOND
+    except OverflowError:  # a made-up id past the year 9999
+        return None

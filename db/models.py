@@ -51,6 +51,9 @@ class Event(SQLModel, table=True):
             postgresql_using="gin",
             postgresql_ops={"data": "jsonb_path_ops"},
         ),
+        # Partitioned by created_at (migration 0008); the partitions are db.partitions' business, in
+        # their own schema. PostgreSQL requires the partition key in the primary key, hence (id, created_at).
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
     # A UUIDv7 made from created_at by the inserting statement (db/ids.py); the default, the same
@@ -66,7 +69,7 @@ class Event(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
     created_at: datetime | None = Field(
         default=None,
-        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+        sa_column=Column(DateTime(timezone=True), primary_key=True, server_default=func.now()),
     )
 
 

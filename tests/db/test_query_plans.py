@@ -2,8 +2,16 @@
 
 Run on a table of realistic size and spread (a tiny table would make a sequential scan the right
 plan), with statistics gathered, against the exact SQL the repository sends.
+
+The table is partitioned (db.partitions): besides the partitions holding the seeded rows, a plan
+without a created_at bound also reads the partitions made ahead of time and the tail, which hold no
+rows, and reading an empty table costs nothing whichever way PostgreSQL does it (for the GIN filters
+it picks a sequential scan of them: none of their pages exist). Those empty partitions' scans are
+left out of the plans checked here; every partition that holds rows must still use an index.
+Statistics are gathered as autovacuum gathers them, on the partitions that received rows only.
 """
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -50,7 +58,8 @@ async def seeded(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         FROM generate_series(1, 60000) AS n
         """
     )
-    await connection.execute("ANALYZE events")
+    for partition in await _partitions(connection, holding_rows=True):
+        await connection.execute(f"ANALYZE {partition}")
     try:
         yield connection
     finally:
@@ -58,9 +67,38 @@ async def seeded(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
+async def _partitions(connection: asyncpg.Connection, *, holding_rows: bool) -> list[str]:
+    """The partitions of events (schema-qualified) that hold rows, or that hold none."""
+    names = [
+        row[0]
+        for row in await connection.fetch(
+            "SELECT c.oid::regclass::text FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'events'::regclass"
+        )
+    ]
+    return [
+        name
+        for name in names
+        if await connection.fetchval(f"SELECT EXISTS (SELECT FROM {name})") == holding_rows
+    ]
+
+
 async def _plan(connection: asyncpg.Connection, sql: str, values: list[object]) -> str:
+    """The plan's lines, without the sequential scans of partitions that hold no rows (see above)."""
     rows = await connection.fetch(f"EXPLAIN {sql}", *values)
-    return "\n".join(row[0] for row in rows)
+    empty = {name.split(".")[-1] for name in await _partitions(connection, holding_rows=False)}
+    lines, skipping_below = [], None
+    for line in (row[0] for row in rows):
+        depth = len(line) - len(line.lstrip())
+        if skipping_below is not None and depth > skipping_below:
+            continue  # the skipped scan's own Filter line
+        skipping_below = None
+        scan = re.match(r"\s*(->\s+)?Seq Scan on (\S+) ", line)
+        if scan and scan.group(2) in empty:
+            skipping_below = depth
+            continue
+        lines.append(line)
+    return "\n".join(lines)
 
 
 @pytest.mark.parametrize("name", sorted(FILTERS))
