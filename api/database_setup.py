@@ -50,14 +50,14 @@ async def prepared_database(
     if url is not None:
         await wait_for_database(url, settings.startup_wait_s, announce)
         if migrate_external:
-            await upgrade_to_head_async(url)
+            await upgrade_to_head_async(url, settings.event_partition_interval)
         yield url
         return
     # Blocking (a cold start takes seconds), hence the thread.
     embedded = await asyncio.to_thread(start_embedded, settings.activity_data_dir)
     try:
         announce(f"embedded PostgreSQL, data in {embedded.data_dir}")
-        await upgrade_to_head_async(embedded.url)
+        await upgrade_to_head_async(embedded.url, settings.event_partition_interval)
         yield embedded.url
     finally:
         # Explicitly, never left to pgserver's atexit hook: uvicorn re-raises SIGTERM after its

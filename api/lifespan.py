@@ -14,6 +14,7 @@ from db.api_keys import KeyVerifier
 from db.engine import Database
 from db.group_commit import GroupCommitter
 from db.live_feed.hub import EventHub
+from db.partitions import partition_upkeep
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             statement_timeout_ms=settings.db_statement_timeout_ms,
             connect_timeout_s=settings.db_connect_timeout_s,
             acquire_timeout_s=settings.db_acquire_timeout_s,
+            replica_urls=settings.database_replica_urls,
+            replica_max_lag_ms=settings.replica_max_lag_ms,
         )
         resources.push_async_callback(database.close)
+        if database.replicas is not None:
+            # Which servers reads may go to is the first thing to check when a read looks stale.
+            log.info(
+                "read replicas: %s (reads go to one less than %d ms behind, else to the primary)",
+                ", ".join(replica.name for replica in database.replicas.replicas),
+                settings.replica_max_lag_ms,
+            )
         app.state.database = database
+        # Partitions of events ahead of time, now and hourly (db.partitions); stopped before the pool.
+        await resources.enter_async_context(partition_upkeep(database, settings.event_partition_interval))
         # After the pool (it fetches oversize events with it), stopped before the pool closes.
         event_hub = EventHub(database, max_pending_events=settings.subscription_queue_size)
         await event_hub.start()

@@ -111,6 +111,20 @@ class ServiceMetrics:
             "Live event subscriptions (GraphQL eventRecorded) open right now.",
             multiprocess_mode="livesum",
         )
+        # Per configured read replica (db.replicas): a bounded label set, named by masked URL.
+        self.replica_in_use = Gauge(
+            "activity_db_replica_in_use",
+            "1 while reads may go to this read replica (current within REPLICA_MAX_LAG_MS), else 0.",
+            ["replica"],
+            multiprocess_mode="livemin",
+        )
+        self.replica_lag = Gauge(
+            "activity_db_replica_lag_seconds",
+            "How far this read replica's replay was behind the primary when last measured "
+            "(+Inf while it does not answer or is further behind than measured).",
+            ["replica"],
+            multiprocess_mode="livemax",
+        )
         self.feed_lag = Histogram(
             "activity_live_feed_lag_seconds",
             "From an event's created_at to its fan-out to live subscribers; one observation per fan-out "
@@ -181,6 +195,12 @@ class ServiceMetrics:
             open_connections += size
             in_use += size - database.pool.get_idle_size()
             subscribers += event_hub.subscriber_count
+            if database.replicas is not None:
+                usable = database.replicas.in_use()
+                for replica in database.replicas.replicas:
+                    self.replica_in_use.labels(replica.name).set(1 if replica in usable else 0)
+                    lag = replica.lag_s if replica.problem is None and replica.lag_s is not None else None
+                    self.replica_lag.labels(replica.name).set(float("inf") if lag is None else lag)
         self.pool_in_use.set(in_use)
         self.pool_open.set(open_connections)
         self.live_subscribers.set(subscribers)

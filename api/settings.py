@@ -9,6 +9,7 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from db.partitions import PartitionInterval
 from db.urls import as_libpq_url
 from db.validation import DEFAULT_EVENT_LIMITS, EventLimits
 from graphql_schema.persisted_documents import read_manifest
@@ -37,6 +38,11 @@ class Settings(BaseSettings):
     db_connect_timeout_s: float = Field(default=5.0, gt=0)
     # A request waits at most this long for a free connection before it is answered 503.
     db_acquire_timeout_s: float = Field(default=5.0, gt=0)
+    # Read replicas (streaming standbys of DATABASE_URL), comma-separated: lists and GraphQL query
+    # reads go to one whose replay is less than REPLICA_MAX_LAG_MS behind the primary, else to the
+    # primary (db.replicas). Each gets a pool of DB_POOL_* connections per worker, plus one monitor.
+    database_replica_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    replica_max_lag_ms: int = Field(default=1_000, ge=1)
 
     # Rows fetched per round trip while streaming an unfiltered GET /api/events/.
     stream_chunk_rows: int = Field(default=2_000, ge=1)
@@ -111,6 +117,9 @@ class Settings(BaseSettings):
 
     # A repeated Idempotency-Key returns the first answer for this long; `prune` forgets older keys.
     idempotency_window_hours: float = Field(default=24.0, gt=0)
+    # The time one partition of `events` holds (db.partitions): month, week or day. Prune drops
+    # whole partitions, so a shorter one frees space sooner, at a few more (empty) tables.
+    event_partition_interval: PartitionInterval = PartitionInterval.MONTH
 
     # API keys: off by default so legacy clients keep working; compose.yaml turns it on.
     auth_required: bool = False
@@ -134,13 +143,21 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql:// or postgresql+asyncpg://")
         return value
 
-    @field_validator("cors_allowed_origins", mode="before")
+    @field_validator("cors_allowed_origins", "database_replica_urls", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         # CORS_ALLOWED_ORIGINS=https://a.example,https://b.example
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _replica_schemes(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
+                raise ValueError("each must start with postgresql:// or postgresql+asyncpg://")
+        return [as_libpq_url(url) for url in value]
 
     @field_validator("graphql_trusted_documents")
     @classmethod

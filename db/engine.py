@@ -1,12 +1,16 @@
 """The connection pool and the one place that owns transactions."""
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from db.urls import as_libpq_url
+
+if TYPE_CHECKING:
+    from db.replicas import ReplicaSet
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +46,64 @@ TRANSACTION_CONFLICTS: tuple[type[BaseException], ...] = (
 )
 
 
-class Database:
-    """An asyncpg pool: repository functions get a connection from `transaction()`."""
+def unavailable(error: BaseException) -> DatabaseUnavailable:
+    """The DatabaseUnavailable a driver error means (one of CONNECTION_ERRORS, a cancel or a conflict)."""
+    if isinstance(error, asyncpg.QueryCanceledError):
+        # statement_timeout fired: the database is too slow to answer right now.
+        return DatabaseUnavailable(f"statement cancelled: {error}")
+    if isinstance(error, TRANSACTION_CONFLICTS):
+        return DatabaseUnavailable(f"transaction rolled back: {error}")
+    return DatabaseUnavailable(str(error) or type(error).__name__)
 
-    def __init__(self, pool: asyncpg.Pool, url: str, acquire_timeout_s: float = 5.0) -> None:
+
+async def open_pool(
+    url: str,
+    *,
+    min_size: int,
+    max_size: int,
+    statement_timeout_ms: int,
+    connect_timeout_s: float,
+) -> asyncpg.Pool:
+    """An asyncpg pool on `url` with the session settings every connection here uses."""
+    return await asyncpg.create_pool(
+        as_libpq_url(url),
+        min_size=min_size,
+        max_size=max_size,
+        timeout=connect_timeout_s,
+        # The client gives up a little after the server would have cancelled the
+        # statement, so a dead or black-holed server cannot hang a request forever.
+        command_timeout=statement_timeout_ms / 1000 + 5 if statement_timeout_ms else None,
+        server_settings={
+            "application_name": "activity-service",
+            "statement_timeout": str(statement_timeout_ms),
+            "timezone": "UTC",
+            # Every statement here is short. The planner misjudges the row counts of the
+            # recording statement's CTEs (db.live_feed.notifications) by orders of magnitude,
+            # and where PostgreSQL has JIT (Debian's does) it spent ~200 ms compiling each insert.
+            "jit": "off",
+        },
+    )
+
+
+class Database:
+    """An asyncpg pool: repository functions get a connection from `transaction()`.
+
+    With read replicas (db.replicas), reads that may be a little stale ask `replica_read()` or
+    `read_transaction()` instead; everything else (writes, idempotency checks, the live feed,
+    readiness) stays on the primary.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        url: str,
+        acquire_timeout_s: float = 5.0,
+        replicas: "ReplicaSet | None" = None,
+    ) -> None:
         self.pool = pool
         self.url = url
         self.acquire_timeout_s = acquire_timeout_s
+        self.replicas = replicas
 
     @classmethod
     async def connect(
@@ -60,33 +115,49 @@ class Database:
         statement_timeout_ms: int = 30_000,
         connect_timeout_s: float = 5.0,
         acquire_timeout_s: float = 5.0,
+        replica_urls: Sequence[str] = (),
+        replica_max_lag_ms: int = 1_000,
     ) -> "Database":
-        """Open a pool on `url`; raise DatabaseUnavailable with the reason when it cannot."""
+        """Open a pool on `url`; raise DatabaseUnavailable with the reason when it cannot.
+
+        With `replica_urls`, a pool on each replica too and the monitor of their lag; a replica that
+        cannot be reached now is not an error (it is skipped until it answers).
+        """
         try:
-            pool = await asyncpg.create_pool(
-                as_libpq_url(url),
+            pool = await open_pool(
+                url,
                 min_size=min_size,
                 max_size=max_size,
-                timeout=connect_timeout_s,
-                # The client gives up a little after the server would have cancelled the
-                # statement, so a dead or black-holed server cannot hang a request forever.
-                command_timeout=statement_timeout_ms / 1000 + 5 if statement_timeout_ms else None,
-                server_settings={
-                    "application_name": "activity-service",
-                    "statement_timeout": str(statement_timeout_ms),
-                    "timezone": "UTC",
-                    # Every statement here is short. The planner misjudges the row counts of the
-                    # recording statement's CTEs (db.live_feed.notifications) by orders of magnitude,
-                    # and where PostgreSQL has JIT (Debian's does) it spent ~200 ms compiling each insert.
-                    "jit": "off",
-                },
+                statement_timeout_ms=statement_timeout_ms,
+                connect_timeout_s=connect_timeout_s,
             )
         except CONNECTION_ERRORS as error:
             raise DatabaseUnavailable(str(error) or type(error).__name__) from error
-        return cls(pool, url, acquire_timeout_s)
+        if not replica_urls:
+            return cls(pool, url, acquire_timeout_s)
+        from db.replicas import ReplicaSet  # only when configured; it imports this module
+
+        try:
+            replicas = await ReplicaSet.open(
+                url,
+                replica_urls,
+                max_lag_ms=replica_max_lag_ms,
+                min_size=min_size,
+                max_size=max_size,
+                statement_timeout_ms=statement_timeout_ms,
+                connect_timeout_s=connect_timeout_s,
+                acquire_timeout_s=acquire_timeout_s,
+            )
+            replicas.start()
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, url, acquire_timeout_s, replicas)
 
     async def close(self) -> None:
         """Close every connection; waits for those in use to be released."""
+        if self.replicas is not None:
+            await self.replicas.close()
         await self.pool.close()
 
     @asynccontextmanager
@@ -106,6 +177,28 @@ class Database:
         async with self._connection(explicit_transaction=False) as connection:
             yield connection
 
+    def replica_read(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """`single_statement()` for a read that may be stale by up to REPLICA_MAX_LAG_MS.
+
+        On a replica that is that current, else on the primary; a replica failing mid-read is left
+        for the primary, statement by statement, so the read never fails because a replica did.
+        Without replicas this is `single_statement()` itself.
+        """
+        if self.replicas is None:
+            return self.single_statement()
+        return self.replicas.read(self, explicit_transaction=False)
+
+    def read_transaction(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """`transaction()` for reads that may be stale by up to REPLICA_MAX_LAG_MS (one snapshot).
+
+        A replica that fails before the block has read anything is left for the primary; after
+        that, its failure is the block's (a snapshot cannot be continued elsewhere). Without
+        replicas this is `transaction()` itself.
+        """
+        if self.replicas is None:
+            return self.transaction()
+        return self.replicas.read(self, explicit_transaction=True)
+
     @asynccontextmanager
     async def _connection(self, *, explicit_transaction: bool) -> AsyncIterator[asyncpg.Connection]:
         try:
@@ -119,28 +212,24 @@ class Database:
                     yield connection
             else:
                 yield connection
-        except CONNECTION_ERRORS as error:
-            raise DatabaseUnavailable(str(error) or type(error).__name__) from error
-        except asyncpg.QueryCanceledError as error:
-            # statement_timeout fired: the database is too slow to answer right now.
-            raise DatabaseUnavailable(f"statement cancelled: {error}") from error
-        except TRANSACTION_CONFLICTS as error:
-            raise DatabaseUnavailable(f"transaction rolled back: {error}") from error
+        except (*CONNECTION_ERRORS, asyncpg.QueryCanceledError, *TRANSACTION_CONFLICTS) as error:
+            raise unavailable(error) from error
         finally:
-            await self._release(connection)
+            await release(self.pool, connection)
 
-    async def _release(self, connection: asyncpg.Connection) -> None:
-        """Hand `connection` back to the pool; one that fails its reset is dropped, with a warning.
 
-        Release runs after the block's outcome is settled: a COMMIT that succeeded is an
-        acknowledged write, and a connection that dies afterwards (the reset query finds it gone)
-        must not turn that answer into an error. A block that failed keeps its own error.
-        """
-        try:
-            await self.pool.release(connection)
-        except Exception as error:
-            log.warning("dropping a database connection that failed on release: %r", error)
-            # asyncpg terminates a connection whose reset failed, which detaches the proxy (then
-            # InterfaceError); terminating here covers any other path, so the pool opens a new one.
-            with suppress(asyncpg.InterfaceError):
-                connection.terminate()
+async def release(pool: asyncpg.Pool, connection: asyncpg.Connection) -> None:
+    """Hand `connection` back to `pool`; one that fails its reset is dropped, with a warning.
+
+    Release runs after the block's outcome is settled: a COMMIT that succeeded is an
+    acknowledged write, and a connection that dies afterwards (the reset query finds it gone)
+    must not turn that answer into an error. A block that failed keeps its own error.
+    """
+    try:
+        await pool.release(connection)
+    except Exception as error:
+        log.warning("dropping a database connection that failed on release: %r", error)
+        # asyncpg terminates a connection whose reset failed, which detaches the proxy (then
+        # InterfaceError); terminating here covers any other path, so the pool opens a new one.
+        with suppress(asyncpg.InterfaceError):
+            connection.terminate()

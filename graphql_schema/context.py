@@ -84,7 +84,8 @@ class Context(BaseContext):
 
     def renew_loaders(self) -> None:
         """Drop every cached load (for long-lived contexts such as subscriptions)."""
-        self.loaders = Loaders(self.database)
+        # Renewed for each live event, which the primary just announced: read where it surely is.
+        self.loaders = Loaders(self.database, replica_reads=False)
 
 
 async def get_context(connection: HTTPConnection) -> Context:

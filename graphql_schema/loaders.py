@@ -1,12 +1,14 @@
 """DataLoaders: one SQL statement per batch of keys, each batch on its own pooled connection.
 
 A single asyncpg connection cannot serve concurrently resolved fields, so every batch takes its
-own connection, for its one statement (`database.single_statement()`: no BEGIN and COMMIT trips).
+own connection, for its one statement (`database.replica_read()`: no BEGIN and COMMIT trips, on a
+current read replica when there are any).
 """
 
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
 import asyncpg
 from aiodataloader import DataLoader
@@ -20,24 +22,33 @@ ActorEventsKey = tuple[str, int]
 
 
 class Loaders:
-    """The loaders of one request; create a new one per request, never share it."""
+    """The loaders of one request; create a new one per request, never share it.
 
-    def __init__(self, database: Database) -> None:
+    They read from a current replica (Database.replica_read) unless `replica_reads` is off: for a
+    request that wrote (a mutation's answer must show its own write) and for live events (the
+    primary announced the event; a replica may not have it yet).
+    """
+
+    def __init__(self, database: Database, *, replica_reads: bool = True) -> None:
         self.database = database
+        self.replica_reads = replica_reads
         self.actor_stats: DataLoader[str, asyncpg.Record | None] = DataLoader(self._load_actor_stats)
         self.actor_events: DataLoader[ActorEventsKey, list[asyncpg.Record]] = DataLoader(
             self._load_actor_events
         )
         self.event: DataLoader[uuid.UUID, asyncpg.Record | None] = DataLoader(self._load_events)
 
+    def _read(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        return self.database.replica_read() if self.replica_reads else self.database.single_statement()
+
     async def _load_actor_stats(self, emails: Sequence[str]) -> list[asyncpg.Record | None]:
-        async with self.database.single_statement() as connection:
+        async with self._read() as connection:
             rows = await actor_stats_by_email(connection, emails)
         by_email = {row["email"]: row for row in rows}
         return [by_email.get(email) for email in emails]
 
     async def _load_actor_events(self, keys: Sequence[ActorEventsKey]) -> list[list[asyncpg.Record]]:
-        async with self.database.single_statement() as connection:
+        async with self._read() as connection:
             rows = await latest_events_by_email(connection, keys)
         by_key: dict[ActorEventsKey, list[asyncpg.Record]] = defaultdict(list)
         for row in rows:
@@ -45,7 +56,7 @@ class Loaders:
         return [by_key.get(key, []) for key in keys]
 
     async def _load_events(self, event_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record | None]:
-        async with self.database.single_statement() as connection:
+        async with self._read() as connection:
             rows = await get_events_by_ids(connection, event_ids)
         by_id = {row["id"]: row for row in rows}
         return [by_id.get(event_id) for event_id in event_ids]

@@ -52,6 +52,8 @@ async def record_event_input(context: Context, input: RecordEventInput) -> Recor
         new_event = input.to_new_event(context.settings.event_limits)
     except InvalidEvent as error:
         raise invalid_event_error(error) from None
+    # What the answer reads after the write (its actor's counts) must include it: the primary's.
+    context.loaders.replica_reads = False
     return await record_one(
         context.event_writer,
         context.database,
@@ -74,4 +76,5 @@ async def record_event_inputs(context: Context, inputs: list[RecordEventInput]) 
         first = problems[0]
         field = "idempotencyKey" if first.field == IDEMPOTENCY_KEY_FIELD else first.field
         raise BadUserInput(first.reason, field=field, index=first.index)
+    context.loaders.replica_reads = False  # as in record_event_input
     return await record_many(context.database, items, scope=context.key_scope())

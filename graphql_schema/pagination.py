@@ -73,7 +73,7 @@ class PageInfo:
         # "At or after key" is "strictly after the key just before it" in this order; a
         # zero-size page still fetches one row, and its has-more flag is the answer.
         just_before = next_key(key) if self.request.newest_first else previous_key(key)
-        async with self.database.single_statement() as connection:
+        async with self.database.replica_read() as connection:
             _, found = await list_events_page(
                 connection,
                 self.request.event_filter,
@@ -86,7 +86,7 @@ class PageInfo:
 
     async def _exists_at_or_before(self, key: EventKey) -> bool:
         just_after = previous_key(key) if self.request.newest_first else next_key(key)
-        async with self.database.single_statement() as connection:
+        async with self.database.replica_read() as connection:
             _, found = await list_events_page(
                 connection,
                 self.request.event_filter,
@@ -116,13 +116,13 @@ class EventConnection:
     )
     async def total_count(self) -> int:
         """An exact count of matching events."""
-        async with self.database.single_statement() as connection:
+        async with self.database.replica_read() as connection:
             return await count_events(connection, self.event_filter)
 
 
 async def load_page(database: Database, request: PageRequest) -> EventConnection:
     """Fetch one keyset page and wrap it as a connection."""
-    async with database.single_statement() as connection:
+    async with database.replica_read() as connection:
         rows, more = await list_events_page(
             connection,
             request.event_filter,

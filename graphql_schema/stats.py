@@ -73,7 +73,7 @@ async def event_stats(
             first=first,
             max_rows=context.settings.max_page_size,
         )
-        async with context.database.single_statement() as connection:
+        async with context.database.replica_read() as connection:
             result = await stats.event_stats(connection, request)
     except stats.InvalidStatsRequest as error:
         raise BadUserInput(error.reason, field=_ARGUMENT_NAMES.get(error.field, error.field)) from None

@@ -136,7 +136,7 @@ async def read_event(
         parsed_id = uuid.UUID(event_id)
     except ValueError:
         return message_response("Invalid event id: it must be a UUID.", 400)
-    async with database.single_statement() as connection:
+    async with database.replica_read() as connection:
         record = await get_event(connection, parsed_id)
     if record is None:
         return message_response(f"Event {parsed_id} not found.", 404)
@@ -153,7 +153,7 @@ async def _stream_response(
 
     # Most lists fit one chunk: then one statement is the whole answer (one round trip, no
     # transaction, no cursor). Only a longer list is streamed, read again from its start.
-    async with database.single_statement() as connection:
+    async with database.replica_read() as connection:
         rows, longer = await list_events_page(
             connection, event_filter, newest_first=False, after=None, before=None, limit=chunk_rows
         )
@@ -164,7 +164,7 @@ async def _stream_response(
     # 503, not a 200 followed by a broken body. The transaction stays open while streaming.
     resources = AsyncExitStack()
     try:
-        connection = await resources.enter_async_context(database.transaction())
+        connection = await resources.enter_async_context(database.read_transaction())
         chunks = stream_events(connection, event_filter, chunk_rows=chunk_rows)
         first_chunk = await anext(chunks, [])
     except BaseException:

@@ -145,7 +145,7 @@ async def _stream(
     # not a 200 with a broken body. The transaction (one snapshot) stays open while streaming.
     resources = AsyncExitStack()
     try:
-        connection = await resources.enter_async_context(database.transaction())
+        connection = await resources.enter_async_context(database.read_transaction())
         chunks = stream_events(connection, event_filter, chunk_rows=chunk_rows, after=after)
         first_chunk = await anext(chunks, [])
     except BaseException as error:

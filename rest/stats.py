@@ -99,7 +99,7 @@ async def get_event_stats(
             first=first,
             max_rows=settings.max_page_size,
         )
-        async with database.single_statement() as connection:
+        async with database.replica_read() as connection:
             result = await event_stats(connection, request)
     except InvalidStatsRequest as error:
         return message_response(error.reason, 400)
