@@ -37,3 +37,9 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 DatabaseDep = Annotated[Database, Depends(_database)]
 EventWriterDep = Annotated[GroupCommitter, Depends(_event_writer)]
 KeyVerifierDep = Annotated[KeyVerifier, Depends(_key_verifier)]
+
+
+def services(request: Request) -> tuple[Settings, Database, KeyVerifier]:
+    """What a lean route (one that skips FastAPI's dependency solving) needs, read the same way."""
+    state = request.app.state
+    return state.settings, state.database, state.key_verifier

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
+from starlette.datastructures import QueryParams
 
 from db.filters import FILTER_FIELDS, EventFilter, FilterField, InvalidFilter, check_filter
 from db.json_text import decode_json
@@ -96,6 +97,20 @@ def _checked_filter(fields: tuple[FilterField, ...], raw: dict[str, Any]) -> Eve
 async def event_filter_from_query(**raw: Any) -> EventFilter:
     """The legacy list's filter: the fields with a REST name."""
     return _checked_filter(REST_FILTER_FIELDS, raw)
+
+
+def event_filter_from_query_params(params: QueryParams) -> EventFilter:
+    """`event_filter_from_query` read straight from a query string, as FastAPI would read it: a
+    list-valued parameter's every value, any other's last one."""
+    return _checked_filter(
+        REST_FILTER_FIELDS,
+        {
+            spec.name: params.getlist(spec.rest)
+            if spec.condition.value_type is tuple
+            else params.get(spec.rest)
+            for spec in REST_FILTER_FIELDS
+        },
+    )
 
 
 # The export's parameters a query string may repeat: the list-valued filters. Any other given twice

@@ -8,14 +8,17 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from api.settings import Settings
 from db.embedded import start_embedded
+from db.ids import event_id
 from db.migrate import upgrade_to_head
+from db.partitions import maintain_partitions
 from db.urls import as_libpq_url
 from tests.support import with_database
 
@@ -27,6 +30,7 @@ COMPONENTS = (
 ENVIRONMENTS = ("production", "staging", "development", "test")
 EMAIL_DOMAINS = ("example.com", "example.org", "mail.example.net")
 DISTINCT_EMAILS = 10_000
+SEED_SPAN = timedelta(days=90)  # created_at is spread uniformly over this span before the seed
 
 _MESSAGE_STARTS = (
     "order failed", "payment declined", "user logged in", "cache miss for key", "request timed out",
@@ -44,10 +48,12 @@ def _sql_array(values: tuple[str, ...]) -> str:
 # emails are strongly skewed (index = 10,000 * random()^2): a few heavy users with thousands of
 # events, a long tail with a few dozen, so "about 5 rows" and "50+ rows" component/email pairs
 # both exist. Messages are 20-80 characters, `data` a ~100-byte object; created_at is spread
-# uniformly over the 90 days before the seed.
+# uniformly over the 90 days before the seed, and each id is made from it as the service makes ids
+# (db.ids), so a lookup by id finds its partition at once.
 SEED_SQL = f"""
-INSERT INTO events (component, environment, email, message, data, created_at)
+INSERT INTO events (id, component, environment, email, message, data, created_at)
 SELECT
+    {event_id('created_at')},
     ({_sql_array(COMPONENTS)})[1 + floor({len(COMPONENTS)} * power(random(), 1.3))::int],
     CASE WHEN r_env < 0.60 THEN 'production' WHEN r_env < 0.85 THEN 'staging'
          WHEN r_env < 0.95 THEN 'development' ELSE 'test' END,
@@ -60,10 +66,10 @@ SELECT
         'status', (ARRAY[200, 200, 200, 201, 204, 400, 404, 500])[1 + floor(random() * 8)::int],
         'retry', random() < 0.1
     ),
-    seeded_at - random() * interval '90 days'
+    created_at
 FROM (
     SELECT i, random() AS r_env, floor({DISTINCT_EMAILS} * power(random(), 2))::int AS email_index,
-           now() AS seeded_at
+           now() - random() * interval '{SEED_SPAN.days} days' AS created_at
     FROM generate_series(1, $1::int) AS i
 ) AS rows
 """
@@ -127,6 +133,17 @@ def fresh_database(server_url: str, label: str) -> Iterator[str]:
         run_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+async def _partitions_since(url: str, since: datetime) -> None:
+    """Regular partitions back to `since`, so the seed spreads over them as real traffic would
+    (rather than all landing in the head partition that holds everything older)."""
+    connection = await asyncpg.connect(url)
+    try:
+        interval = Settings(_env_file=None).event_partition_interval  # type: ignore[call-arg]
+        await maintain_partitions(connection, interval, since=since)
+    finally:
+        await connection.close()
+
+
 def seed_database(url: str, events: int) -> SeededDatabase:
     """Migrate to head, insert `events` events, rebuild indexes, VACUUM ANALYZE, CHECKPOINT.
 
@@ -136,6 +153,7 @@ def seed_database(url: str, events: int) -> SeededDatabase:
     """
     started = time.perf_counter()
     upgrade_to_head(url)
+    asyncio.run(_partitions_since(url, datetime.now(UTC) - SEED_SPAN))
     (indexes,) = run_sql(
         url,
         "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'events' "
@@ -147,7 +165,9 @@ def seed_database(url: str, events: int) -> SeededDatabase:
         *(f'DROP INDEX "{row["indexname"]}"' for row in indexes),
         "SELECT setseed(0.42)",
         (SEED_SQL, events),
-        *(row["indexdef"] for row in indexes),
+        # A partitioned table's index reads "ON ONLY events" (the parent alone): recreate it on
+        # every partition, as the migration made it.
+        *(row["indexdef"].replace(" ON ONLY ", " ON ") for row in indexes),
     )
     run_sql(url, "VACUUM ANALYZE events", "CHECKPOINT")
     (stamp,) = run_sql(url, "SELECT max(created_at) AS seeded_at, count(*) AS n FROM events")
