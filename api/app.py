@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     graphql = graphql_router(settings)
     app.include_router(graphql)
     app.router.routes.insert(0, graphql.post_route())  # matched first: the lean path for operations
-    app.router.routes[0:0] = events.lean_list_routes()  # likewise for the legacy list
+    app.router.routes[0:0] = events.lean_routes()  # likewise for the legacy list and record
     app.include_router(metrics_router(settings))
     docs.mount_docs(app)
     mount_graphiql_assets(app)

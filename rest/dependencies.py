@@ -39,7 +39,7 @@ EventWriterDep = Annotated[GroupCommitter, Depends(_event_writer)]
 KeyVerifierDep = Annotated[KeyVerifier, Depends(_key_verifier)]
 
 
-def services(request: Request) -> tuple[Settings, Database, KeyVerifier]:
+def services(request: Request) -> tuple[Settings, Database, KeyVerifier, GroupCommitter]:
     """What a lean route (one that skips FastAPI's dependency solving) needs, read the same way."""
     state = request.app.state
-    return state.settings, state.database, state.key_verifier
+    return state.settings, state.database, state.key_verifier, state.event_writer

@@ -118,25 +118,36 @@ async def list_events(
     return await _stream_response(database, event_filter, settings.stream_chunk_rows, mask)
 
 
-def lean_list_routes() -> list[Route]:
-    """GET /api/events/ (and without the slash) as plain Starlette routes, matched before ours.
+def lean_routes() -> list[Route]:
+    """GET and POST /api/events/ (and without the slash) as plain Starlette routes, matched first.
 
-    The same steps as `list_events` and its dependencies, called directly: FastAPI's dependency
-    solving (the key check, the mask header, eight query parameters) was about 45% of the CPU of a
-    5-row list (py-spy, 2026-11-30). The FastAPI route stays for the OpenAPI document, and answers
-    nothing these do not.
+    The same steps as `list_events` and `record_event` with their dependencies, called directly:
+    FastAPI's dependency solving (the key check, headers, eight query parameters) was about 45% of
+    the CPU of a 5-row list (py-spy, 2026-11-30). The FastAPI routes stay for the OpenAPI document,
+    and answer nothing these do not (tests/rest/test_lean_routes.py compares them).
     """
 
     async def lean_list(request: Request) -> Response:
-        settings, database, verifier = services(request)
+        settings, database, verifier, _writer = services(request)
         await require_event_scope(request, settings, verifier, None, None)
         mask = await events_mask(request.headers.get("x-fields"))
         event_filter = event_filter_from_query_params(request.query_params)
         return await list_events(settings, database, mask, event_filter)
 
-    routes = [Route(path, lean_list, methods=["GET"]) for path in ("/api/events/", "/api/events")]
-    for route in routes:
-        route.methods = {"GET"}  # not the HEAD Starlette adds: the FastAPI route answers it 405
+    async def lean_record(request: Request) -> Response:
+        settings, database, verifier, writer = services(request)
+        await require_event_scope(request, settings, verifier, None, None)
+        headers = request.headers
+        return await record_event(
+            request, settings, database, writer, headers.get("x-fields"), headers.get("idempotency-key")
+        )
+
+    routes = []
+    for method, endpoint in (("POST", lean_record), ("GET", lean_list)):  # the FastAPI routes' order
+        for path in ("/api/events/", "/api/events"):
+            route = Route(path, endpoint, methods=[method])
+            route.methods = {method}  # not the HEAD Starlette adds to GET: the FastAPI route says 405
+            routes.append(route)
     return routes
 
 

@@ -6,11 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from api.settings import Settings
 from tests.rest.rows import epoch_text, insert_rows
-from tests.support import app_sharing_services, valid_event
 
 INVALID_DATE = {"message": "Unable to retrieve events - Invalid date specified."}
 
@@ -290,52 +287,3 @@ async def test_events_posted_through_the_api_are_listed_in_posting_order(client:
 
 def _event(n: int) -> dict[str, Any]:
     return {"component": "c", "data": {"n": n}, "email": "a@b.co", "environment": "e", "message": f"m{n}"}
-
-
-# Requests whose answers the lean list route (rest.events.lean_list_routes) must give exactly as the
-# FastAPI route it stands in front of: filters, repeats, errors, masks, methods.
-SAME_ANSWER_REQUESTS: list[tuple[str, str, dict[str, str]]] = [
-    ("GET", "/api/events/", {}),
-    ("GET", "/api/events", {}),
-    ("GET", "/api/events/?component=lean&environment=prod", {}),
-    ("GET", "/api/events/?component=other&component=lean", {}),
-    ("GET", "/api/events/?email=lean%40x.io&from_date=2020-01-01", {}),
-    ("GET", "/api/events/?from_date=13-45-2021", {}),
-    ("GET", "/api/events/?component=a%00b", {}),
-    ("GET", "/api/events/?message=hello&unknown=1", {}),
-    ("GET", "/api/events/", {"X-Fields": "events{id,message}"}),
-    ("GET", "/api/events/", {"X-Fields": "count"}),
-    ("GET", "/api/events/", {"X-Fields": "events{"}),
-    ("HEAD", "/api/events/", {}),
-    ("PUT", "/api/events/", {}),
-]
-
-
-@pytest.mark.parametrize(("method", "url", "headers"), SAME_ANSWER_REQUESTS)
-async def test_the_lean_list_route_answers_exactly_as_the_fastapi_route(
-    client: httpx.AsyncClient,
-    app: FastAPI,
-    settings: Settings,
-    method: str,
-    url: str,
-    headers: dict[str, str],
-) -> None:
-    for message in ("hello", "world"):
-        await client.post(
-            "/api/events/", json=valid_event(component="lean", environment="prod", message=message)
-        )
-    fastapi_only = app_sharing_services(app, settings)
-    fastapi_only.router.routes[:] = [
-        route
-        for route in fastapi_only.router.routes
-        if getattr(getattr(route, "endpoint", None), "__name__", "") != "lean_list"
-    ]
-    assert len(fastapi_only.router.routes) == len(app.router.routes) - 2
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=fastapi_only), base_url="http://testserver"
-    ) as plain:
-        expected = await plain.request(method, url, headers=headers)
-    answered = await client.request(method, url, headers=headers)
-    assert (answered.status_code, answered.content) == (expected.status_code, expected.content)
-    assert answered.headers.get("content-type") == expected.headers.get("content-type")
-    assert answered.headers.get("allow") == expected.headers.get("allow")
