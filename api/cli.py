@@ -223,7 +223,8 @@ def prune(
     key_window = timedelta(hours=settings.idempotency_window_hours)
 
     async def run(url: str) -> tuple[int, int]:
-        database = await Database.connect(url, min_size=1, max_size=1)
+        # Straight to the server behind a transaction pooler: dropping partitions is DDL.
+        database = await Database.connect(settings.database_direct_url or url, min_size=1, max_size=1)
         try:
             deleted = await prune_events_before(database, cutoff, batch_size=batch_size)
             return deleted, await forget_idempotency_keys_before(database, key_window)
@@ -262,16 +263,17 @@ cli.add_typer(keys_cli, name="keys")
 
 
 def _run_with_database(operation: Callable[[Database], Awaitable[T]]) -> T:
-    """Run `operation` on a one-connection pool on the prepared database."""
+    """Run `operation` on a one-connection pool on the prepared database (the server itself)."""
+    settings = load_settings()
 
     async def run(url: str) -> T:
-        database = await Database.connect(url, min_size=1, max_size=1)
+        database = await Database.connect(settings.database_direct_url or url, min_size=1, max_size=1)
         try:
             return await operation(database)
         finally:
             await database.close()
 
-    return _run_on_schema(load_settings(), run)
+    return _run_on_schema(settings, run)
 
 
 @keys_cli.command("create")

@@ -15,7 +15,7 @@ import asyncpg
 
 from api.settings import Settings
 from db.embedded import start_embedded
-from db.engine import CONNECTION_ERRORS
+from db.engine import CONNECTION_ERRORS, POOLER_HINT, POOLER_REFUSAL, PoolMode, session_settings
 from db.migrate import upgrade_to_head_async
 from db.urls import as_libpq_url, masked_url
 
@@ -48,9 +48,12 @@ async def prepared_database(
     """
     url = settings.external_database_url
     if url is not None:
-        await wait_for_database(url, settings.startup_wait_s, announce)
+        await wait_for_database(url, settings.startup_wait_s, announce, settings.database_pool_mode)
+        direct = settings.database_direct_url
+        if direct is not None:  # behind a transaction pooler: migrations need a session of their own
+            await wait_for_database(direct, settings.startup_wait_s, announce)
         if migrate_external:
-            await upgrade_to_head_async(url, settings.event_partition_interval)
+            await upgrade_to_head_async(direct or url, settings.event_partition_interval)
         yield url
         return
     # Blocking (a cold start takes seconds), hence the thread.
@@ -65,7 +68,12 @@ async def prepared_database(
         embedded.release()
 
 
-async def wait_for_database(url: str, timeout_s: float, announce: Callable[[str], None] = log.info) -> None:
+async def wait_for_database(
+    url: str,
+    timeout_s: float,
+    announce: Callable[[str], None] = log.info,
+    pool_mode: PoolMode = PoolMode.SESSION,
+) -> None:
     """Return once `url` accepts a connection; raise DatabaseNotReady after `timeout_s` of trying.
 
     A database that is merely slow to come up (compose, a restart) is waited for, and the wait is
@@ -77,8 +85,12 @@ async def wait_for_database(url: str, timeout_s: float, announce: Callable[[str]
     while True:
         waited = time.monotonic() - started
         try:
+            # With the startup parameters the pool will send: a transaction pooler taken for the
+            # server refuses them here, in one clear line, not at the first request.
             connection = await asyncpg.connect(
-                as_libpq_url(url), timeout=max(timeout_s - waited, RETRY_INTERVAL_S)
+                as_libpq_url(url),
+                timeout=max(timeout_s - waited, RETRY_INTERVAL_S),
+                server_settings=session_settings(0, pool_mode),
             )
             await connection.close()
             return
@@ -86,6 +98,10 @@ async def wait_for_database(url: str, timeout_s: float, announce: Callable[[str]
             raise DatabaseNotReady(f"database {masked_url(url)} refused the credentials: {error}") from error
         except asyncpg.InvalidCatalogNameError as error:
             raise DatabaseNotReady(f"database {masked_url(url)} does not exist: {error}") from error
+        except asyncpg.ProtocolViolationError as error:
+            if POOLER_REFUSAL not in str(error):
+                raise DatabaseNotReady(f"database {masked_url(url)} broke the protocol: {error}") from error
+            raise DatabaseNotReady(f"database {masked_url(url)} said {error}: {POOLER_HINT}") from error
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as error:
             waited = time.monotonic() - started
             if waited >= timeout_s:

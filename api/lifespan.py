@@ -43,6 +43,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             acquire_timeout_s=settings.db_acquire_timeout_s,
             replica_urls=settings.database_replica_urls,
             replica_max_lag_ms=settings.replica_max_lag_ms,
+            pool_mode=settings.database_pool_mode,
+            direct_url=settings.database_direct_url,
         )
         resources.push_async_callback(database.close)
         if database.replicas is not None:

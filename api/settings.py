@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from db.engine import PoolMode
 from db.partitions import PartitionInterval
 from db.urls import as_libpq_url
 from db.validation import DEFAULT_EVENT_LIMITS, EventLimits
@@ -43,6 +44,12 @@ class Settings(BaseSettings):
     # primary (db.replicas). Each gets a pool of DB_POOL_* connections per worker, plus one monitor.
     database_replica_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     replica_max_lag_ms: int = Field(default=1_000, ge=1)
+    # "transaction" when DATABASE_URL is a pooler that hands each transaction any server connection
+    # (PgBouncer's pool_mode = transaction): no statement is then prepared by name, and only the
+    # startup parameters such a pooler passes on are sent (db.engine.PoolMode). The live feed's LISTEN
+    # and migrations need a session of their own: DATABASE_DIRECT_URL, the server itself.
+    database_pool_mode: PoolMode = PoolMode.SESSION
+    database_direct_url: str | None = None
 
     # Rows fetched per round trip while streaming an unfiltered GET /api/events/.
     stream_chunk_rows: int = Field(default=2_000, ge=1)
@@ -142,6 +149,22 @@ class Settings(BaseSettings):
         if not value.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
             raise ValueError("must start with postgresql:// or postgresql+asyncpg://")
         return value
+
+    @field_validator("database_direct_url")
+    @classmethod
+    def _direct_scheme(cls, value: str | None) -> str | None:
+        return None if not value else as_libpq_url(cls._known_scheme(value) or "")
+
+    @model_validator(mode="after")
+    def _transaction_mode_has_a_direct_url(self) -> "Settings":
+        if self.database_pool_mode is PoolMode.TRANSACTION and not (
+            self.external_database_url and self.database_direct_url
+        ):
+            raise ValueError(
+                "DATABASE_POOL_MODE=transaction needs DATABASE_URL (the pooler) and DATABASE_DIRECT_URL "
+                "(the server itself, for LISTEN and migrations)"
+            )
+        return self
 
     @field_validator("cors_allowed_origins", "database_replica_urls", mode="before")
     @classmethod

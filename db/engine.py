@@ -3,6 +3,7 @@
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -56,6 +57,42 @@ def unavailable(error: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(str(error) or type(error).__name__)
 
 
+class PoolMode(StrEnum):
+    """What hands our connections to the server (DATABASE_POOL_MODE)."""
+
+    # The server itself, or a pooler that gives each client connection one server session.
+    SESSION = "session"
+    # A pooler that gives each transaction whichever server connection is free (PgBouncer's
+    # pool_mode = transaction). Nothing may outlive a transaction: asyncpg's cache of statements
+    # prepared by name is off (PgBouncer before 1.21 cannot route them), and only the startup
+    # parameters PgBouncer passes on are sent; statement_timeout and jit are then the role's or the
+    # database's (`ALTER ROLE ... SET statement_timeout = ...`, `... SET jit = off`).
+    TRANSACTION = "transaction"
+
+
+def session_settings(statement_timeout_ms: int, pool_mode: PoolMode = PoolMode.SESSION) -> dict[str, str]:
+    """The startup parameters every connection here sends (those a transaction pooler passes on)."""
+    passed_on = {"application_name": "activity-service", "timezone": "UTC"}
+    if pool_mode is PoolMode.TRANSACTION:
+        return passed_on
+    return {
+        **passed_on,
+        "statement_timeout": str(statement_timeout_ms),
+        # Every statement here is short. The planner misjudges the row counts of the recording
+        # statement's CTEs (db.live_feed.notifications) by orders of magnitude, and where
+        # PostgreSQL has JIT (Debian's does) it spent ~200 ms compiling each insert.
+        "jit": "off",
+    }
+
+
+# What PgBouncer answers a startup parameter it does not pass on (in transaction or statement mode).
+POOLER_REFUSAL = "unsupported startup parameter"
+POOLER_HINT = (
+    "DATABASE_URL looks like a pooler in transaction mode (PgBouncer): set DATABASE_POOL_MODE=transaction "
+    "and DATABASE_DIRECT_URL"
+)
+
+
 async def open_pool(
     url: str,
     *,
@@ -63,26 +100,25 @@ async def open_pool(
     max_size: int,
     statement_timeout_ms: int,
     connect_timeout_s: float,
+    pool_mode: PoolMode = PoolMode.SESSION,
 ) -> asyncpg.Pool:
     """An asyncpg pool on `url` with the session settings every connection here uses."""
-    return await asyncpg.create_pool(
-        as_libpq_url(url),
-        min_size=min_size,
-        max_size=max_size,
-        timeout=connect_timeout_s,
-        # The client gives up a little after the server would have cancelled the
-        # statement, so a dead or black-holed server cannot hang a request forever.
-        command_timeout=statement_timeout_ms / 1000 + 5 if statement_timeout_ms else None,
-        server_settings={
-            "application_name": "activity-service",
-            "statement_timeout": str(statement_timeout_ms),
-            "timezone": "UTC",
-            # Every statement here is short. The planner misjudges the row counts of the
-            # recording statement's CTEs (db.live_feed.notifications) by orders of magnitude,
-            # and where PostgreSQL has JIT (Debian's does) it spent ~200 ms compiling each insert.
-            "jit": "off",
-        },
-    )
+    try:
+        return await asyncpg.create_pool(
+            as_libpq_url(url),
+            min_size=min_size,
+            max_size=max_size,
+            timeout=connect_timeout_s,
+            # The client gives up a little after the server would have cancelled the
+            # statement, so a dead or black-holed server cannot hang a request forever.
+            command_timeout=statement_timeout_ms / 1000 + 5 if statement_timeout_ms else None,
+            server_settings=session_settings(statement_timeout_ms, pool_mode),
+            **({"statement_cache_size": 0} if pool_mode is PoolMode.TRANSACTION else {}),
+        )
+    except asyncpg.ProtocolViolationError as error:
+        if POOLER_REFUSAL in str(error):
+            raise DatabaseUnavailable(f"{error}: {POOLER_HINT}") from error
+        raise
 
 
 class Database:
@@ -99,11 +135,15 @@ class Database:
         url: str,
         acquire_timeout_s: float = 5.0,
         replicas: "ReplicaSet | None" = None,
+        direct_url: str | None = None,
     ) -> None:
         self.pool = pool
         self.url = url
         self.acquire_timeout_s = acquire_timeout_s
         self.replicas = replicas
+        # Where a session of our own is needed (the live feed's LISTEN): the server itself, which
+        # is `url` unless that is a transaction pooler.
+        self.direct_url = direct_url or url
 
     @classmethod
     async def connect(
@@ -117,6 +157,8 @@ class Database:
         acquire_timeout_s: float = 5.0,
         replica_urls: Sequence[str] = (),
         replica_max_lag_ms: int = 1_000,
+        pool_mode: PoolMode = PoolMode.SESSION,
+        direct_url: str | None = None,
     ) -> "Database":
         """Open a pool on `url`; raise DatabaseUnavailable with the reason when it cannot.
 
@@ -130,11 +172,12 @@ class Database:
                 max_size=max_size,
                 statement_timeout_ms=statement_timeout_ms,
                 connect_timeout_s=connect_timeout_s,
+                pool_mode=pool_mode,
             )
         except CONNECTION_ERRORS as error:
             raise DatabaseUnavailable(str(error) or type(error).__name__) from error
         if not replica_urls:
-            return cls(pool, url, acquire_timeout_s)
+            return cls(pool, url, acquire_timeout_s, direct_url=direct_url)
         from db.replicas import ReplicaSet  # only when configured; it imports this module
 
         try:
@@ -152,7 +195,7 @@ class Database:
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, url, acquire_timeout_s, replicas)
+        return cls(pool, url, acquire_timeout_s, replicas, direct_url)
 
     async def close(self) -> None:
         """Close every connection; waits for those in use to be released."""

@@ -191,7 +191,7 @@ class EventHub:
     async def _connect(self) -> None:
         try:
             connection = await asyncpg.connect(
-                as_libpq_url(self._database.url),
+                as_libpq_url(self._database.direct_url),  # LISTEN needs a session: never a transaction pooler
                 timeout=self._connect_timeout_s,
                 server_settings={"application_name": "activity-service-event-feed"},
             )
