@@ -53,7 +53,7 @@ def _sql_array(values: tuple[str, ...]) -> str:
 SEED_SQL = f"""
 INSERT INTO events (id, component, environment, email, message, data, created_at)
 SELECT
-    {event_id('created_at')},
+    {event_id("created_at")},
     ({_sql_array(COMPONENTS)})[1 + floor({len(COMPONENTS)} * power(random(), 1.3))::int],
     CASE WHEN r_env < 0.60 THEN 'production' WHEN r_env < 0.85 THEN 'staging'
          WHEN r_env < 0.95 THEN 'development' ELSE 'test' END,
