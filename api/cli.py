@@ -222,16 +222,11 @@ def prune(
     cutoff = datetime.now(UTC) - age
     key_window = timedelta(hours=settings.idempotency_window_hours)
 
-    async def run(url: str) -> tuple[int, int]:
-        # Straight to the server behind a transaction pooler: dropping partitions is DDL.
-        database = await Database.connect(settings.database_direct_url or url, min_size=1, max_size=1)
-        try:
-            deleted = await prune_events_before(database, cutoff, batch_size=batch_size)
-            return deleted, await forget_idempotency_keys_before(database, key_window)
-        finally:
-            await database.close()
+    async def run(database: Database) -> tuple[int, int]:
+        deleted = await prune_events_before(database, cutoff, batch_size=batch_size)
+        return deleted, await forget_idempotency_keys_before(database, key_window)
 
-    deleted, forgotten = _run_on_schema(settings, run)
+    deleted, forgotten = _run_with_database(run, settings)
     typer.echo(
         f"activity-service: deleted {_plural(deleted, 'event')} older than {describe_duration(age)} "
         f"(created before {cutoff:%Y-%m-%d %H:%M:%S} UTC)"
@@ -262,9 +257,13 @@ keys_cli = typer.Typer(
 cli.add_typer(keys_cli, name="keys")
 
 
-def _run_with_database(operation: Callable[[Database], Awaitable[T]]) -> T:
-    """Run `operation` on a one-connection pool on the prepared database (the server itself)."""
-    settings = load_settings()
+def _run_with_database(operation: Callable[[Database], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Run `operation` on a one-connection pool on the prepared database.
+
+    On the server itself, never through a transaction pooler (DATABASE_DIRECT_URL): maintenance
+    such as dropping partitions is DDL, and needs none of a pooler's sharing.
+    """
+    settings = settings or load_settings()
 
     async def run(url: str) -> T:
         database = await Database.connect(settings.database_direct_url or url, min_size=1, max_size=1)

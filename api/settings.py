@@ -141,7 +141,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_direct_url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -149,11 +149,6 @@ class Settings(BaseSettings):
         if not value.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
             raise ValueError("must start with postgresql:// or postgresql+asyncpg://")
         return value
-
-    @field_validator("database_direct_url")
-    @classmethod
-    def _direct_scheme(cls, value: str | None) -> str | None:
-        return None if not value else as_libpq_url(cls._known_scheme(value) or "")
 
     @model_validator(mode="after")
     def _transaction_mode_has_a_direct_url(self) -> "Settings":

@@ -36,6 +36,7 @@ from enum import StrEnum
 import asyncpg
 
 from db.engine import Database
+from db.urls import as_libpq_url
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +237,7 @@ async def maintain_partitions(
 
 async def maintain_partitions_at(url: str, interval: PartitionInterval) -> list[str]:
     """`maintain_partitions` on a connection of its own (for `migrate`, which has no pool)."""
-    connection = await asyncpg.connect(url)
+    connection = await asyncpg.connect(as_libpq_url(url))  # any spelling Settings accepts
     try:
         return await maintain_partitions(connection, interval)
     finally:
