@@ -1,6 +1,8 @@
 """Relay connections over events: keyset pages on (createdAt, id), in both directions and orders."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import strawberry
 
@@ -8,7 +10,7 @@ from db import filters
 from db.engine import Database
 from db.repository import EventKey, count_events, list_events_page
 from graphql_schema.cursors import next_key, previous_key
-from graphql_schema.types import Event, event_from_record
+from graphql_schema.types import Event, event_from_record, row_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,16 +27,18 @@ class PageRequest:
 
 @strawberry.type(description="One event in a list, with the cursor of its position.")
 class EventEdge:
-    event: strawberry.Private[Event]
+    # The row itself: an Event object is made only when the executor asks for the node (a compiled
+    # plan reads the row directly, graphql_schema.plans).
+    record: strawberry.Private[Mapping[str, Any]]
 
     @strawberry.field
     def cursor(self) -> str:
         """Encoded only when asked for: most pages are read without their cursors."""
-        return self.event.cursor()
+        return row_cursor(self.record)
 
     @strawberry.field
     def node(self) -> Event:
-        return self.event
+        return event_from_record(self.record)
 
 
 @strawberry.type(description="Where a page sits in the whole list.")
@@ -109,7 +113,7 @@ class EventConnection:
     @strawberry.field(description="The page's events (the same as edges' nodes).")
     def nodes(self) -> list[Event]:
         """The page's events, in order."""
-        return [edge.event for edge in self.edges]
+        return [event_from_record(edge.record) for edge in self.edges]
 
     @strawberry.field(
         description="How many events match the filter in all (cursors ignored). Counted only when asked."
@@ -132,7 +136,7 @@ async def load_page(database: Database, request: PageRequest) -> EventConnection
             limit=request.size,
             from_end=request.from_end,
         )
-    edges = [EventEdge(event=event_from_record(row)) for row in rows]
+    edges = [EventEdge(record=row) for row in rows]
     page_info = PageInfo(
         start_cursor=edges[0].cursor() if edges else None,
         end_cursor=edges[-1].cursor() if edges else None,

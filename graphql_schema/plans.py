@@ -15,6 +15,7 @@ serializers, and the answer is the same JSON, key for key (tests/graphql_schema/
 """
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import operator
@@ -61,8 +62,8 @@ from strawberry.types.field import StrawberryField
 from graphql_schema.context import Context, PlannedOutcome
 from graphql_schema.inputs import event_filter_from_graphql
 from graphql_schema.mutations import record_event_input, record_event_inputs
-from graphql_schema.queries import actor_by_email, event_by_id, events_page
-from graphql_schema.types import event_actor, event_from_record
+from graphql_schema.queries import actor_by_email, event_row_by_id, events_page
+from graphql_schema.types import EVENT_FROM_ROW, actor_of_email, row_cursor
 
 _BACKREF = "strawberry-definition"
 # Directives a plan honours through collect_fields; any other (say @defer) means no plan.
@@ -115,7 +116,7 @@ async def _record_events(context: Context, args: dict[str, Any], *_: object) -> 
 
 
 async def _event(context: Context, args: dict[str, Any], *_: object) -> Any:
-    return await event_by_id(context, args["id"])
+    return await event_row_by_id(context, args["id"])
 
 
 async def _actor(context: Context, args: dict[str, Any], *_: object) -> Any:
@@ -126,11 +127,9 @@ ROOT_HANDLERS: dict[tuple[OperationType, str], RootHandler] = {
     (OperationType.QUERY, "events"): RootHandler(_events, strawberry_arguments=False),
     (OperationType.QUERY, "event"): RootHandler(_event),
     (OperationType.QUERY, "actor"): RootHandler(_actor),
-    (OperationType.MUTATION, "recordEvent"): RootHandler(
-        _record_event, lambda recorded: event_from_record(recorded.record)
-    ),
+    (OperationType.MUTATION, "recordEvent"): RootHandler(_record_event, lambda recorded: recorded.record),
     (OperationType.MUTATION, "recordEvents"): RootHandler(
-        _record_events, lambda recorded: [event_from_record(one.record) for one in recorded]
+        _record_events, lambda recorded: [one.record for one in recorded]
     ),
 }
 
@@ -138,7 +137,7 @@ ROOT_HANDLERS: dict[tuple[OperationType, str], RootHandler] = {
 # Fields whose resolvers need the request (its DataLoaders): (type, field) -> f(context, source),
 # the very function the resolver calls. Items of a list are completed together, so their loads batch.
 CONTEXT_GETTERS: dict[tuple[str, str], Callable[[Context, Any], Awaitable[Any]]] = {
-    ("Event", "actor"): event_actor,
+    ("Event", "actor"): lambda context, row: actor_of_email(context, row["email"]),
 }
 
 
@@ -150,6 +149,10 @@ class Plan:
     operation: OperationDefinitionNode
     fragments: dict[str, FragmentDetails]
     root_type: GraphQLObjectType
+    # With no @skip/@include anywhere, what a run selects does not depend on its variables: its
+    # root fields and their completers are then made by the first run and kept for the others.
+    fixed_selection: bool = False
+    kept: dict[str, Any] = dataclasses.field(default_factory=dict)  # "" holds the root fields
 
 
 class _NotPlannable(Exception):
@@ -182,13 +185,26 @@ def compile_plan(
         for definition in document.definitions
         if isinstance(definition, FragmentDefinitionNode)
     }
+    directives: list[str] = []
     try:
         _check_selections(
-            schema, fragments, root_type, operation.selection_set, root=operation.operation, seen=set()
+            schema,
+            fragments,
+            root_type,
+            operation.selection_set,
+            root=operation.operation,
+            seen=set(),
+            directives=directives,
         )
     except _NotPlannable:
         return None
-    return Plan(schema, operation, {name: FragmentDetails(f) for name, f in fragments.items()}, root_type)
+    return Plan(
+        schema,
+        operation,
+        {name: FragmentDetails(f) for name, f in fragments.items()},
+        root_type,
+        fixed_selection=not directives,
+    )
 
 
 def _check_selections(
@@ -199,13 +215,17 @@ def _check_selections(
     *,
     root: OperationType | None,
     seen: set[str],
+    directives: list[str],
 ) -> None:
-    """Raise _NotPlannable unless every field any branch of `selection_set` may select is known."""
+    """Raise _NotPlannable unless every field any branch of `selection_set` may select is known;
+    add the directives it uses to `directives`."""
     for selection in selection_set.selections:
-        if any(directive.name.value not in _PLANNED_DIRECTIVES for directive in selection.directives or ()):
-            raise _NotPlannable
+        for directive in selection.directives or ():
+            if directive.name.value not in _PLANNED_DIRECTIVES:
+                raise _NotPlannable
+            directives.append(directive.name.value)
         if isinstance(selection, FieldNode):
-            _check_field(schema, fragments, parent, selection, root=root, seen=seen)
+            _check_field(schema, fragments, parent, selection, root=root, seen=seen, directives=directives)
             continue
         if isinstance(selection, InlineFragmentNode):
             inner = selection.selection_set
@@ -216,8 +236,10 @@ def _check_selections(
                 continue
             seen = seen | {name}
             fragment = fragments[name]
-            if any(d.name.value not in _PLANNED_DIRECTIVES for d in fragment.directives or ()):
-                raise _NotPlannable
+            for directive in fragment.directives or ():
+                if directive.name.value not in _PLANNED_DIRECTIVES:
+                    raise _NotPlannable
+                directives.append(directive.name.value)
             inner, condition = fragment.selection_set, fragment.type_condition
         # A fragment on another type (an interface Event implements, say) still selects fields of
         # the object at hand, checked against it; a type it can never be is simply never selected.
@@ -226,7 +248,7 @@ def _check_selections(
             or condition.name.value == parent.name
             or _implements(schema, parent, condition.name.value)
         ):
-            _check_selections(schema, fragments, parent, inner, root=root, seen=seen)
+            _check_selections(schema, fragments, parent, inner, root=root, seen=seen, directives=directives)
 
 
 def _implements(schema: GraphQLSchema, parent: GraphQLObjectType, name: str) -> bool:
@@ -241,6 +263,7 @@ def _check_field(
     *,
     root: OperationType | None,
     seen: set[str],
+    directives: list[str],
 ) -> None:
     name = node.name.value
     if name == "__typename":
@@ -251,24 +274,27 @@ def _check_field(
     if root is not None:
         if (root, name) not in ROOT_HANDLERS:
             raise _NotPlannable
-    elif _getter(field) is None and (parent.name, name) not in CONTEXT_GETTERS:
+    elif (parent.name, name) not in CONTEXT_GETTERS and _getter_of(parent, field) is None:
         raise _NotPlannable
     named = get_named_type(field.type)
     if is_leaf_type(named):
         return
     if not is_object_type(named) or node.selection_set is None:
         raise _NotPlannable  # interfaces and unions need runtime type resolution
-    _check_selections(schema, fragments, named, node.selection_set, root=None, seen=seen)
+    _check_selections(
+        schema, fragments, named, node.selection_set, root=None, seen=seen, directives=directives
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class _Getter:
     """How an object's field is read: `read(source)`, which returns an awaitable when `awaits`;
-    `attribute` names the attribute when reading is nothing more."""
+    `attribute` names the attribute, or `item` the key, when reading is nothing more."""
 
     read: Callable[[Any], Any]
     awaits: bool
     attribute: str | None = None
+    item: str | None = None
 
 
 def _getter(field: GraphQLField) -> _Getter | None:
@@ -286,14 +312,33 @@ def _getter(field: GraphQLField) -> _Getter | None:
     return _Getter(function, inspect.iscoroutinefunction(function))
 
 
+# A plan carries every Event as its database row, never as an Event object: the fields that hand
+# an Event on give the row, and Event's own fields read it by the rule Event objects are built by.
+ROW_GETTERS: dict[tuple[str, str], _Getter] = {
+    ("EventEdge", "node"): _Getter(operator.attrgetter("record"), False, attribute="record"),
+    ("EventConnection", "nodes"): _Getter(lambda page: [edge.record for edge in page.edges], False),
+    ("Event", "cursor"): _Getter(row_cursor, False),
+    **{("Event", name): _Getter(read, False) for name, read in EVENT_FROM_ROW.items()},
+}
+# Those of them that are one column as it is: inlined as `source[column]` (see _object_code).
+for _name, _read in EVENT_FROM_ROW.items():
+    if isinstance(_read, operator.itemgetter):
+        ROW_GETTERS["Event", _name] = _Getter(_read, False, item=_name)
+
 _GETTERS: dict[int, _Getter] = {}
 
 
-def _getter_of(field: GraphQLField) -> _Getter:
+def _getter_of(parent: GraphQLObjectType, field: GraphQLField) -> _Getter | None:
+    """How a plan reads `field` of a `parent` object (a row, for an Event); None if it cannot."""
     getter = _GETTERS.get(id(field))
     if getter is None:
-        getter = _GETTERS[id(field)] = _getter(field)  # type: ignore[assignment]  # compile checked it
-    return getter  # type: ignore[return-value]
+        definition = (field.extensions or {}).get(_BACKREF)
+        python_name = definition.python_name if isinstance(definition, StrawberryField) else None
+        getter = ROW_GETTERS.get((parent.name, python_name or "")) or _getter(field)
+        if getter is None:
+            return None
+        _GETTERS[id(field)] = getter
+    return getter
 
 
 # A completer turns a field's value into its JSON value; an async one returns an awaitable.
@@ -318,9 +363,13 @@ def _compiled(type_name: str, steps: list[tuple[str, "_Getter | None", Completer
             shape.append((key, None, False))
             continue
         namespace[f"c{index}"] = complete
-        if getter.attribute is None:
-            namespace[f"g{index}"] = getter.read
-        shape.append((key, getter.attribute or "", complete in _TEXT_COMPLETERS))
+        if getter.attribute is not None:
+            value = f"source.{getter.attribute}"
+        elif getter.item is not None:
+            value = f"source[{getter.item!r}]"
+        else:
+            value, namespace[f"g{index}"] = f"g{index}(source)", getter.read
+        shape.append((key, value, complete in _TEXT_COMPLETERS))
     exec(_object_code(type_name, tuple(shape)), namespace)
     return namespace["complete"]
 
@@ -328,11 +377,10 @@ def _compiled(type_name: str, steps: list[tuple[str, "_Getter | None", Completer
 @lru_cache(maxsize=1024)
 def _object_code(type_name: str, shape: tuple[tuple[str, str | None, bool], ...]) -> CodeType:
     entries = []
-    for index, (key, attribute, text) in enumerate(shape):
-        if attribute is None:
+    for index, (key, value, text) in enumerate(shape):
+        if value is None:
             entries.append(f"{key!r}: {type_name!r}")
             continue
-        value = f"source.{attribute}" if attribute else f"g{index}(source)"
         if text:
             entries.append(f"{key!r}: (v if type(v := {value}) is str else c{index}(v))")
         else:
@@ -369,6 +417,32 @@ class _Execution:
         self.variables = variables
         self.context = context
         self._objects: dict[tuple[str, int], tuple[Completer, bool]] = {}
+        self._uses_context = False  # some completer built holds this request's context
+
+    def root_fields(self) -> dict[str, list[FieldDetails]]:
+        """The root fields this run selects, by response key."""
+        plan = self.plan
+        kept = plan.kept.get("")
+        if kept is None:
+            kept = collect_fields(
+                plan.schema, plan.fragments, self.variables, plan.root_type, plan.operation
+            ).grouped_field_set
+            if plan.fixed_selection:
+                plan.kept[""] = kept
+        return kept  # type: ignore[no-any-return]
+
+    def root_completer(
+        self, key: str, return_type: GraphQLOutputType, details: list[FieldDetails]
+    ) -> tuple[Completer, bool]:
+        """The completer of root field `key`: the plan's own when an earlier run could keep it."""
+        kept = self.plan.kept.get(key)
+        if kept is not None:
+            return kept  # type: ignore[no-any-return]
+        self._uses_context = False
+        built = self.completer(return_type, details)
+        if self.plan.fixed_selection and not self._uses_context:
+            self.plan.kept[key] = built
+        return built
 
     def completer(
         self, return_type: GraphQLOutputType, details: list[FieldDetails]
@@ -437,8 +511,9 @@ class _Execution:
             by_context = CONTEXT_GETTERS.get((object_type.name, name))
             if by_context is not None:
                 getter = _Getter(functools.partial(by_context, self.context), True)
+                self._uses_context = True
             else:
-                getter = _getter_of(field)
+                getter = _getter_of(object_type, field)  # type: ignore[assignment]  # compile checked it
             complete, complete_awaits = self.completer(field.type, field_details)
             steps.append((response_key, getter, getter.awaits, complete, complete_awaits))
         if not any(awaits or complete_awaits for _, _, awaits, _, complete_awaits in steps):
@@ -464,8 +539,10 @@ class _Execution:
         self._objects[key] = built
         return built
 
-    async def complete(self, value: Any, return_type: GraphQLOutputType, details: list[FieldDetails]) -> Any:
-        complete, is_async = self.completer(return_type, details)
+    async def complete(
+        self, key: str, value: Any, return_type: GraphQLOutputType, details: list[FieldDetails]
+    ) -> Any:
+        complete, is_async = self.root_completer(key, return_type, details)
         completed = complete(value)
         return await completed if is_async else completed
 
@@ -480,9 +557,7 @@ async def execute_plan(
     """
     execution = _Execution(plan, variables, context)
     root_type = plan.root_type
-    fields = collect_fields(
-        plan.schema, plan.fragments, variables, root_type, plan.operation
-    ).grouped_field_set
+    fields = execution.root_fields()
     is_mutation = plan.operation.operation is OperationType.MUTATION
     outcomes: dict[str, PlannedOutcome] = {}
     data: dict[str, Any] = {}
@@ -512,7 +587,7 @@ async def execute_plan(
                 raise
             if is_mutation:
                 outcomes[key] = PlannedOutcome(value=outcome)
-            data[key] = await execution.complete(handler.present(outcome), field.type, details)
+            data[key] = await execution.complete(key, handler.present(outcome), field.type, details)
     except Exception:
         context.planned_outcomes.update(outcomes)
         return None

@@ -120,6 +120,11 @@ class CountingPool:
         connection.remove_query_logger(self._log)
         await self._pool.release(connection, *args, **kwargs)
 
+    def __getattr__(self, name: str) -> Any:
+        # The rest of the pool's surface (its size, for the metrics gauges a scrape reads while a
+        # test runs) is the real pool's.
+        return getattr(self._pool, name)
+
 
 def new_id() -> str:
     return str(uuid.uuid4())
