@@ -2,6 +2,7 @@
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -23,12 +24,19 @@ def json_bytes(document: object) -> bytes:
 
     orjson refuses integers beyond 64 bits and lone surrogates (a message may quote one back); the
     standard library writes both, in ASCII, so a surrogate becomes a `\\ud800` escape rather than
-    invalid UTF-8.
+    invalid UTF-8. A datetime is written as its `isoformat()`, by either (orjson's own format is
+    the same for every offset of whole minutes: tests/db/test_json_text.py).
     """
     try:
         return orjson.dumps(document)
     except TypeError:
-        return json.dumps(document, allow_nan=False, separators=(",", ":")).encode()
+        return json.dumps(document, allow_nan=False, separators=(",", ":"), default=_isoformat).encode()
+
+
+def _isoformat(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def canonical_json(document: object) -> bytes:

@@ -22,6 +22,7 @@ import operator
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from types import CodeType
 from typing import Any
@@ -476,6 +477,16 @@ class _Execution:
             return (lambda value: None if value is None else [item(one) for one in value]), False
         if is_leaf_type(return_type):
             serialize = return_type.serialize  # type: ignore[union-attr]
+            if return_type.name == "DateTime":  # type: ignore[union-attr]
+
+                def complete_moment(value: Any) -> Any:
+                    # A UTC moment (every timestamp the database hands back) goes to the JSON
+                    # encoder as it is: it writes what the serializer would (json_text.json_bytes).
+                    if type(value) is datetime and value.tzinfo is UTC:
+                        return value
+                    return None if value is None else _not_null(serialize(value))
+
+                return complete_moment, False
             if return_type in _TEXT_SCALARS:
                 # Their serializers hand a str back unchanged: skip the call for the usual case.
 
