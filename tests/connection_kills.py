@@ -15,8 +15,8 @@ def _terminate_while_the_loop_is_blocked(database_url: str, pid: int) -> None:
 
     The loop must not run meanwhile: it would read the server's goodbye, and asyncpg would then
     know the connection is closed before anyone uses it again. Blocked, the loop first hears of
-    the drop when the pool resets the connection, the way a connection lost between COMMIT and
-    release is found in production.
+    the drop when the connection is next used or handed out, the way a connection lost between
+    COMMIT and release is found in production.
     """
 
     async def terminate() -> None:
@@ -49,13 +49,16 @@ class KillingPool:
         self._pool = pool
         self._database_url = database_url
         self.kills = 0
+        self.killed_pids: list[int] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)
 
     async def release(self, connection: Any, **kwargs: Any) -> None:
-        _terminate_while_the_loop_is_blocked(self._database_url, connection.get_server_pid())
+        pid = connection.get_server_pid()
+        _terminate_while_the_loop_is_blocked(self._database_url, pid)
         self.kills += 1
+        self.killed_pids.append(pid)
         await self._pool.release(connection, **kwargs)
 
 

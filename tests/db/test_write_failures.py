@@ -5,7 +5,6 @@ between two SERIALIZABLE ones, and a backend killed with pg_terminate_backend af
 """
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -87,22 +86,24 @@ async def test_a_connection_killed_after_commit_does_not_fail_the_committed_writ
     own_database: Database,
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
     explicit_transaction: bool,
 ) -> None:
     killing = kill_before_release(own_database, database_url, monkeypatch)
     block = own_database.transaction if explicit_transaction else own_database.single_statement
-    with caplog.at_level(logging.WARNING, logger="db.engine"):
-        async with block() as connection:
-            await insert_event(connection, new_event("committed"))
+    async with block() as connection:
+        await insert_event(connection, new_event("committed"))
     assert killing.kills == 1
     assert await stored_messages(database_url) == ["committed"]
-    assert "failed on release" in caplog.text
     monkeypatch.undo()
-    # The dead connection left the pool: every slot still serves (more rounds than slots).
+    # The dead connection left the pool: every slot still serves (more rounds than slots), and
+    # none of them is the killed backend. (Release sends nothing, so the pool finds the drop when
+    # it next hands the connection out; a release that does fail is logged: db.engine.)
+    served = set()
     for _ in range(5):
         async with own_database.transaction() as connection:
             assert await connection.fetchval("SELECT 1") == 1
+            served.add(connection.get_server_pid())
+    assert not served & set(killing.killed_pids)
 
 
 async def test_a_failed_block_keeps_its_own_error_when_release_fails_too(

@@ -35,8 +35,13 @@ class LoggingPool:
         return connection
 
     async def release(self, connection: asyncpg.Connection, *args: Any, **kwargs: Any) -> None:
-        connection.remove_query_logger(self._log)
-        await self._pool.release(connection, *args, **kwargs)
+        # Logged through the release too: a reset query sent then is a round trip of the request's.
+        # (The pool detaches the proxy it lent, so the logger is removed from the connection itself.)
+        raw = connection._con  # type: ignore[attr-defined]
+        try:
+            await self._pool.release(connection, *args, **kwargs)
+        finally:
+            raw.remove_query_logger(self._log)
 
 
 @pytest.fixture
