@@ -113,19 +113,28 @@ def event_filter_from_query_params(params: QueryParams) -> EventFilter:
     )
 
 
-# The export's parameters a query string may repeat: the list-valued filters. Any other given twice
-# is refused rather than read as its last value: a new route may say so (the legacy list may not).
+def refuse_repeated(params: QueryParams, repeatable: frozenset[str]) -> None:
+    """A new route's rule for its query string: a parameter not in `repeatable` (the list-valued
+    ones) given twice is refused (InvalidFilter, a 400), not read as its last value, which would
+    leave the others unchecked. The legacy list keeps reading the last: its contract says so."""
+    for name in params:
+        count = len(params.getlist(name))
+        if count > 1 and name not in repeatable:
+            raise InvalidFilter(name, f"Give `{name}` once, not {count} times.")
+
+
+# The list-valued filters' parameters, by the export's names and by the legacy list's.
 _EXPORT_REPEATABLE = frozenset(
     export_parameter_name(spec) for spec in FILTER_FIELDS if spec.condition.value_type is tuple
+)
+REST_REPEATABLE = frozenset(
+    spec.rest for spec in REST_FILTER_FIELDS if spec.rest is not None and spec.condition.value_type is tuple
 )
 
 
 async def export_filter_from_query(request: Request, **raw: Any) -> EventFilter:
     """The export's filter: every field of the definition."""
-    for name in request.query_params:
-        count = len(request.query_params.getlist(name))
-        if count > 1 and name not in _EXPORT_REPEATABLE:
-            raise InvalidFilter(name, f"Give `{name}` once, not {count} times.")
+    refuse_repeated(request.query_params, _EXPORT_REPEATABLE)
     return _checked_filter(FILTER_FIELDS, raw)
 
 

@@ -2,18 +2,26 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from api.settings import Settings
 from db.stats import DEFAULT_STATS_ROWS, Bucket, Dimension, InvalidStatsRequest, event_stats, stats_request
 from rest.auth import require_event_scope
 from rest.dependencies import DatabaseDep, SettingsDep
-from rest.filter_params import EventFilterQuery
+from rest.filter_params import REST_REPEATABLE, EventFilterQuery, refuse_repeated
 from rest.openapi_schemas import DATABASE_UNAVAILABLE, SHAPE_ERROR_SCHEMA, json_content
 from rest.responses import json_response, message_response
 
-router = APIRouter(tags=["events"], dependencies=[Depends(require_event_scope)])
+# Repeatable: the list-valued filters, and `group_by`; any other parameter is given once.
+_REPEATABLE = REST_REPEATABLE | {"group_by"}
+
+
+async def _each_scalar_once(request: Request) -> None:
+    refuse_repeated(request.query_params, _REPEATABLE)
+
+
+router = APIRouter(tags=["events"], dependencies=[Depends(require_event_scope), Depends(_each_scalar_once)])
 
 _INSTANT = {"type": "string", "format": "date-time"}
 STATS_SCHEMA: dict[str, Any] = {

@@ -7,7 +7,7 @@ import pytest
 
 from db.engine import Database
 from tests.db.test_stats import generated_rows
-from tests.graphql_schema.support import graphql_data, seed
+from tests.graphql_schema.support import event_row, graphql_data, seed
 
 GRAPHQL_STATS = """
 query Stats($filter: EventFilter, $groupBy: [EventDimension!], $bucket: TimeBucket, $timeZone: String,
@@ -68,16 +68,31 @@ async def test_rest_and_graphql_answer_the_same_rows(client: httpx.AsyncClient, 
         ({"bucket": "fortnight"}, "Input payload validation failed"),
         ({"from_date": "yesterday"}, "Invalid date"),
         ({"component": "a\x00b"}, "NUL"),
+        # A scalar given twice is refused, as the export refuses it, not read as its last value.
+        ({"from_date": ["yesterday", ""]}, "Give `from_date` once, not 2 times."),
+        ({"time_zone": ["Mars/Olympus", "UTC"]}, "Give `time_zone` once, not 2 times."),
+        ({"first": ["501", "5"]}, "Give `first` once, not 2 times."),
     ],
 )
 async def test_a_refused_request_is_a_400_with_a_message(
-    client: httpx.AsyncClient, params: dict[str, str], fragment: str
+    client: httpx.AsyncClient, params: dict[str, Any], fragment: str
 ) -> None:
     response = await client.get("/api/events/stats", params={"bucket": "day", **params})
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/json"
     body = response.json()
     assert fragment in body["message"] or fragment in str(body.get("errors")), body
+
+
+async def test_list_valued_parameters_may_repeat(client: httpx.AsyncClient, database: Database) -> None:
+    await seed(database, [event_row(component=name, environment="prod") for name in ("a", "b", "a")])
+    params = {"environment": "prod", "group_by": ["component", "environment"]}
+    response = await client.get("/api/events/stats", params=params)
+    assert response.status_code == 200, response.text
+    assert [(row["component"], row["environment"], row["count"]) for row in response.json()["rows"]] == [
+        ("a", "prod", 2),
+        ("b", "prod", 1),
+    ]
 
 
 async def test_stats_need_the_read_scope(auth_client: httpx.AsyncClient, keys: dict[str, str]) -> None:
