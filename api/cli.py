@@ -145,6 +145,7 @@ def serve(
         log_config=log_config(settings.log_level),
         log_level=settings.log_level.lower(),
         access_log=False,  # api.middleware logs one line per request, with its request id
+        ws_per_message_deflate=settings.websocket_compression,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )
     # Before any worker starts: prometheus-client reads it when a worker first imports it.

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # A JSON manifest of trusted documents (README, "Persisted and trusted documents"): when set,
     # only those documents run. Every hash is checked here, so a wrong one stops start-up.
     graphql_trusted_documents: Path | None = None
+    # Accept the permessage-deflate extension a websocket client offers (browsers always do).
+    # Off, events go uncompressed: each is compressed per socket, since every socket has its own
+    # deflate context, which is most of the cost of sending one event to many subscribers.
+    websocket_compression: bool = True
     # Events a live subscriber may fall behind by before it catches up from the table instead.
     subscription_queue_size: int = Field(default=1_000, ge=1)
     # Most events one recordEvents call (or one batch request) may carry; all-or-nothing.
