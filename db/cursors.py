@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from db.filters import InvalidFilter
+from db.json_text import isoformat_bytes
 from db.repository import EventKey
 
 _SEPARATOR = "|"
@@ -32,7 +33,7 @@ def encode_cursor(key: EventKey) -> str:
 
 def cursor_bytes(created_at: datetime, event_id: uuid.UUID) -> bytes:
     """encode_cursor's text as ASCII bytes, straight from a row's columns (an export writes millions)."""
-    raw = f"{created_at.isoformat()}{_SEPARATOR}{event_id}".encode()
+    raw = isoformat_bytes(created_at) + f"{_SEPARATOR}{event_id}".encode()
     return binascii.b2a_base64(raw, newline=False).translate(_URL_SAFE)
 
 

@@ -2,7 +2,7 @@
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,6 +31,14 @@ def json_bytes(document: object) -> bytes:
         return orjson.dumps(document)
     except TypeError:
         return json.dumps(document, allow_nan=False, separators=(",", ":"), default=_isoformat).encode()
+
+
+def isoformat_bytes(moment: datetime) -> bytes:
+    """`moment.isoformat()` as bytes: for a UTC moment (every timestamp the database hands back),
+    written by orjson, which writes the same text several times faster."""
+    if moment.tzinfo is UTC:
+        return orjson.dumps(moment)[1:-1]
+    return moment.isoformat().encode()
 
 
 def _isoformat(value: object) -> str:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from db.json_text import json_bytes
+from db.json_text import isoformat_bytes, json_bytes
 
 MOMENTS = [
     datetime(2026, 11, 30, 8, 0, tzinfo=UTC),  # no fraction: isoformat leaves it out
@@ -38,3 +38,8 @@ def test_a_datetime_beside_a_number_beyond_64_bits_is_written_as_its_isoformat(m
 def test_anything_else_json_cannot_hold_is_still_refused() -> None:
     with pytest.raises(TypeError):
         json_bytes({"n": 2**70, "x": object()})
+
+
+@pytest.mark.parametrize("moment", MOMENTS, ids=str)
+def test_isoformat_bytes_is_the_isoformat(moment: datetime) -> None:
+    assert isoformat_bytes(moment) == moment.isoformat().encode()
