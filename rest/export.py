@@ -39,10 +39,8 @@ def _cursor(record: Any) -> bytes:
 
 
 def _ndjson(records: Sequence[Any]) -> bytes:
-    # The legacy rendering with the cursor added as a last key (its object's closing brace cut off).
-    return b"".join(
-        [event_json(record)[:-1] + b',"cursor":"' + _cursor(record) + b'"}\n' for record in records]
-    )
+    # The legacy rendering with the cursor added as a last key, in one join a line.
+    return b"".join([event_json(record, b'","cursor":"' + _cursor(record) + b'"}\n') for record in records])
 
 
 def _quoted(text: str) -> str:

@@ -15,8 +15,9 @@ def created_at_text(record: Mapping[str, Any]) -> str:
     return repr(record["created_at"].timestamp())
 
 
-def event_json(record: Mapping[str, Any]) -> bytes:
-    """One event as JSON bytes, `data` copied through as the database rendered it."""
+def event_json(record: Mapping[str, Any], end: bytes = b'"}') -> bytes:
+    """One event as JSON bytes, `data` copied through as the database rendered it. `end` closes
+    the object after created_at's opening quote and text: the export adds a key there."""
     return b"".join(
         (
             b'{"component":',
@@ -33,7 +34,7 @@ def event_json(record: Mapping[str, Any]) -> bytes:
             str(record["id"]).encode(),
             b'","created_at":"',
             created_at_text(record).encode(),
-            b'"}',
+            end,
         )
     )
 
