@@ -27,11 +27,12 @@ from graphql import (
     parse,
     validate,
 )
+from strawberry.types.arguments import convert_arguments
 
 import graphql_schema.http_transport
 from api.settings import Settings
 from db.engine import Database
-from graphql_schema.plans import compile_plan
+from graphql_schema.plans import _BACKREF, _strawberry_arguments, compile_plan
 from graphql_schema.schema import schema as sdl_schema
 from tests.graphql_schema.support import T0, event_row, seed
 from tests.support import ROOT, app_sharing_services
@@ -429,3 +430,32 @@ async def test_a_planned_mutation_that_fails_halfway_writes_each_event_once(
     assert planned_runs == [False]  # the plan recorded the first event, then handed over
     async with database.transaction() as connection:
         assert await connection.fetchval("SELECT count(*) FROM events") == 1
+
+
+_INPUT = {"component": "c", "environment": "e", "email": "a@b.co", "message": "m", "data": {"n": 2**70}}
+
+
+@pytest.mark.parametrize(
+    ("root", "name", "arguments"),
+    [
+        ("mutation", "recordEvent", {"input": {**_INPUT, "idempotencyKey": None}}),
+        ("mutation", "recordEvent", {"input": {**_INPUT, "idempotencyKey": "k-1"}}),
+        ("mutation", "recordEvents", {"inputs": [{**_INPUT, "idempotencyKey": None}, _INPUT]}),
+        ("query", "event", {"id": str(uuid.uuid4())}),
+        ("query", "actor", {"email": "a@b.co"}),
+        # An enum argument is Strawberry's to convert (to the Python enum): the fallback's answer.
+        ("query", "events", {"first": 3, "orderBy": "OLDEST_FIRST"}),
+    ],
+)
+def test_arguments_reach_resolvers_as_strawberry_converts_them(
+    root: str, name: str, arguments: dict[str, Any]
+) -> None:
+    graphql = sdl_schema._schema
+    field = (graphql.mutation_type if root == "mutation" else graphql.query_type).fields[name]  # type: ignore[union-attr]
+    expected = convert_arguments(
+        arguments,
+        field.extensions[_BACKREF].arguments,
+        sdl_schema.schema_converter.scalar_registry,
+        sdl_schema.config,
+    )
+    assert _strawberry_arguments(field, arguments, sdl_schema) == expected
