@@ -33,10 +33,15 @@ def json_bytes(document: object) -> bytes:
         return json.dumps(document, allow_nan=False, separators=(",", ":"), default=_isoformat).encode()
 
 
+def written_as_isoformat(value: object) -> bool:
+    """Whether orjson writes `value` as the text of its `isoformat()`: true of a UTC moment (every
+    timestamp the database hands back), several times faster than calling it."""
+    return type(value) is datetime and value.tzinfo is UTC
+
+
 def isoformat_bytes(moment: datetime) -> bytes:
-    """`moment.isoformat()` as bytes: for a UTC moment (every timestamp the database hands back),
-    written by orjson, which writes the same text several times faster."""
-    if moment.tzinfo is UTC:
+    """`moment.isoformat()` as bytes."""
+    if written_as_isoformat(moment):
         return orjson.dumps(moment)[1:-1]
     return moment.isoformat().encode()
 

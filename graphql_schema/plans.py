@@ -22,7 +22,6 @@ import operator
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import lru_cache
 from types import CodeType
 from typing import Any
@@ -62,6 +61,7 @@ from graphql.execution.values import VariableValues, get_argument_values
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
+from db.json_text import written_as_isoformat
 from graphql_schema.context import Context, PlannedOutcome
 from graphql_schema.inputs import event_filter_from_graphql
 from graphql_schema.mutations import record_event_input, record_event_inputs
@@ -321,12 +321,12 @@ ROW_GETTERS: dict[tuple[str, str], _Getter] = {
     ("EventEdge", "node"): _Getter(operator.attrgetter("record"), False, attribute="record"),
     ("EventConnection", "nodes"): _Getter(lambda page: [edge.record for edge in page.edges], False),
     ("Event", "cursor"): _Getter(row_cursor, False),
-    **{("Event", name): _Getter(read, False) for name, read in EVENT_FROM_ROW.items()},
+    # A reader that is one column as it is gets inlined as `source[column]` (see _object_code).
+    **{
+        ("Event", name): _Getter(read, False, item=name if isinstance(read, operator.itemgetter) else None)
+        for name, read in EVENT_FROM_ROW.items()
+    },
 }
-# Those of them that are one column as it is: inlined as `source[column]` (see _object_code).
-for _name, _read in EVENT_FROM_ROW.items():
-    if isinstance(_read, operator.itemgetter):
-        ROW_GETTERS["Event", _name] = _Getter(_read, False, item=_name)
 
 _GETTERS: dict[int, _Getter] = {}
 
@@ -482,9 +482,9 @@ class _Execution:
             if return_type.name == "DateTime":  # type: ignore[union-attr]
 
                 def complete_moment(value: Any) -> Any:
-                    # A UTC moment (every timestamp the database hands back) goes to the JSON
-                    # encoder as it is: it writes what the serializer would (json_text.json_bytes).
-                    if type(value) is datetime and value.tzinfo is UTC:
+                    # Such a moment goes to the JSON encoder (db.json_text.json_bytes) as it is:
+                    # it writes what the serializer, isoformat(), would.
+                    if written_as_isoformat(value):
                         return value
                     return None if value is None else _not_null(serialize(value))
 

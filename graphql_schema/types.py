@@ -12,7 +12,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from db.json_text import decode_json
-from db.repository import EventKey
+from db.repository import EventKey, event_key
 from graphql_schema.context import Context
 from graphql_schema.cursors import encode_cursor
 from graphql_schema.limits import check_page_size
@@ -99,7 +99,7 @@ EVENT_FROM_ROW: dict[str, Callable[[Mapping[str, Any]], Any]] = {
 
 def row_cursor(record: Mapping[str, Any]) -> str:
     """`Event.cursor` of the event in `record`, read from the row."""
-    return encode_cursor(EventKey(record["created_at"], record["id"]))
+    return encode_cursor(event_key(record))
 
 
 def event_from_record(record: Mapping[str, Any]) -> Event:
