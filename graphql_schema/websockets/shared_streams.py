@@ -48,9 +48,22 @@ class SharedResult:
         payload = self._payloads.get(encoder)
         if payload is None:
             payload = self._payloads[encoder] = _text(encode(payload_of(self.result)))
-        shell = _text(encode({**envelope, "payload": None}))
-        assert shell.endswith("null}")
-        return shell[: -len("null}")] + payload + "}"
+        key = (encoder, *envelope.items())
+        opening = _OPENINGS.get(key)
+        if opening is None:
+            shell = _text(encode({**envelope, "payload": None}))
+            assert shell.endswith("null}")
+            if len(_OPENINGS) >= _KEPT_OPENINGS:
+                _OPENINGS.clear()
+            opening = _OPENINGS[key] = shell[: -len("null}")]
+        return opening + payload + "}"
+
+
+# A message's text up to its payload, by (encoder, envelope items): the same for every result an
+# operation sends, so encoded once per operation rather than once per delivery (~5 µs of each with
+# the standard library's json). Bounded: operation ids are the clients' to choose.
+_OPENINGS: dict[tuple[object, ...], str] = {}
+_KEPT_OPENINGS = 8192
 
 
 def payload_of(result: ExecutionResult) -> dict[str, Any]:

@@ -77,10 +77,14 @@ async def test_equal_subscriptions_share_one_execution_and_one_payload(
         assert isinstance(one, SharedResult) and one is two, "one execution, one result object"
         assert len(streams) == 2  # the equal pair, and the other filter
         # The message an unshared result would be, whatever the encoder's spacing.
-        for encode in (json.dumps, lambda value: json.dumps(value, separators=(",", ":"))):
-            envelope = {"id": "7", "type": "next"}
-            expected = encode({**envelope, "payload": {"data": one.result.data}})
-            assert one.message(envelope, encode) == expected
+        # Twice each: the second time the envelope's opening comes from the cache, which must tell
+        # ids, protocols' types and encoders apart.
+        envelopes = [{"id": "7", "type": "next"}, {"id": "8", "type": "next"}, {"type": "data", "id": "7"}]
+        for _ in range(2):
+            for encode in (json.dumps, lambda value: json.dumps(value, separators=(",", ":"))):
+                for envelope in envelopes:
+                    expected = encode({**envelope, "payload": {"data": one.result.data}})
+                    assert one.message(envelope, encode) == expected
         assert one.result.data["eventRecorded"]["component"] == component
         other_first.cancel()
         with suppress(asyncio.CancelledError):
