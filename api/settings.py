@@ -83,10 +83,12 @@ class Settings(BaseSettings):
     # A JSON manifest of trusted documents (README, "Persisted and trusted documents"): when set,
     # only those documents run. Every hash is checked here, so a wrong one stops start-up.
     graphql_trusted_documents: Path | None = None
-    # Accept the permessage-deflate extension a websocket client offers (browsers always do).
-    # Off, events go uncompressed: each is compressed per socket, since every socket has its own
-    # deflate context, which is most of the cost of sending one event to many subscribers.
-    websocket_compression: bool = True
+    # Accept the permessage-deflate extension a websocket client offers (browsers always do). Off
+    # by default, as in Node's `ws`, which most GraphQL websocket servers run on: every socket keeps
+    # deflate contexts of its own (~50 KB: 2,000 subscribers cost 100 MB more RSS) and compresses
+    # every event on its own, which was a quarter of the service's CPU per delivered event and took
+    # the lag p99 at 2,000 subscribers from ~140-200 ms to ~420 ms (README, "Subscriptions").
+    websocket_compression: bool = False
     # Events a live subscriber may fall behind by before it catches up from the table instead.
     subscription_queue_size: int = Field(default=1_000, ge=1)
     # Most events one recordEvents call (or one batch request) may carry; all-or-nothing.

@@ -30,12 +30,16 @@ async def _handshake(base_url: str) -> str | None:
         return socket.response.headers.get("Sec-WebSocket-Extensions")  # type: ignore[union-attr]
 
 
-@pytest.mark.slow  # two service processes
-@pytest.mark.parametrize(("setting", "accepted"), [("true", True), ("false", False)])
+@pytest.mark.slow  # three service processes
+@pytest.mark.parametrize(("setting", "accepted"), [("true", True), ("false", False), (None, False)])
 def test_the_offered_compression_is_accepted_only_when_enabled(
-    database_url: str, setting: str, accepted: bool
+    database_url: str, setting: str | None, accepted: bool
 ) -> None:
-    env = service_env(DATABASE_URL=database_url, WEBSOCKET_COMPRESSION=setting)
+    """Off unless enabled (None: the setting not given at all)."""
+    env = service_env(DATABASE_URL=database_url)
+    env.pop("WEBSOCKET_COMPRESSION", None)
+    if setting is not None:
+        env["WEBSOCKET_COMPRESSION"] = setting
     with running_service(env) as (base_url, _process):
         extensions = asyncio.run(_handshake(base_url))
     assert (extensions is not None and "permessage-deflate" in extensions) is accepted, extensions
