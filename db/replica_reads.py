@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
 
-from db.engine import CONNECTION_ERRORS, TRANSACTION_CONFLICTS, release, unavailable
+from db.engine import CONNECTION_ERRORS, TRANSACTION_CONFLICTS, unavailable
 
 if TYPE_CHECKING:
     from db.engine import Database
@@ -95,7 +95,7 @@ class ReplicaRead:
         """Take a replica connection (and BEGIN there); the primary's when the replica fails at it."""
         try:
             try:
-                self._connection = await self._replica.pool.acquire(timeout=self._replicas.acquire_timeout_s)
+                self._connection = await self._replica.connections.acquire(self._replicas.acquire_timeout_s)
             except REPLICA_FAILURES as error:
                 await self._replicas.failed(self._replica, error)
                 await self._to_primary()
@@ -130,7 +130,7 @@ class ReplicaRead:
                     await self._transaction.commit()
                 else:
                     await self._transaction.rollback()
-        await release(self._replica.pool, connection)
+        await self._replica.connections.release(connection)
 
     async def run(
         self, statement: Callable[[asyncpg.Connection], Awaitable[T]], *, answers: bool = True
@@ -160,7 +160,7 @@ class ReplicaRead:
             with suppress(*REPLICA_FAILURES, asyncpg.InterfaceError):
                 await self._transaction.rollback()
         self._transaction = None
-        await release(self._replica.pool, connection)
+        await self._replica.connections.release(connection)
         self._connection = None
 
     async def _to_primary(self) -> None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from db.engine import CONNECTION_ERRORS, open_pool
+from db.engine import CONNECTION_ERRORS, FairPool, open_pool
 from db.replica_reads import replica_read
 from db.urls import as_libpq_url, masked_url
 
@@ -67,11 +67,15 @@ class Replica:
 
     url: str
     pool: asyncpg.Pool
+    connections: FairPool = field(init=False)  # how reads take the pool's connections
     usable_until: float = 0.0
     # The last measured lag in seconds (None until measured, or while it does not answer), and why
     # it is not used, for the log and the metrics.
     lag_s: float | None = None
     problem: str | None = "not checked yet"
+
+    def __post_init__(self) -> None:
+        self.connections = FairPool(self.pool)
 
     @property
     def name(self) -> str:

@@ -408,8 +408,12 @@ class EventHub:
     async def _read_connection(self) -> AsyncIterator[asyncpg.Connection]:
         # No transaction (one read needs none) and a bounded wait: a pool exhausted by requests
         # must not stall every subscriber's feed indefinitely.
-        async with self._database.pool.acquire(timeout=self._database.acquire_timeout_s) as connection:
+        connections = self._database.connections
+        connection = await connections.acquire(self._database.acquire_timeout_s)
+        try:
             yield connection
+        finally:
+            await connections.release(connection)
 
     def _end_subscriptions(self, subscriptions: Iterable[Subscription], reason: SubscriptionEnded) -> None:
         for subscription in list(subscriptions):

@@ -564,6 +564,9 @@ class _ScriptedPool:
         self.released = 0
         self.expired = False
 
+    def get_max_size(self) -> int:
+        return 1
+
     async def acquire(self, **_: Any) -> _ScriptedReplica:
         return self.connection
 

@@ -29,6 +29,9 @@ class LoggingPool:
         if "typeinfo_tree" not in query and "set_config('jit'" not in query:  # asyncpg's own
             self.statements.append(query.split()[0].upper().rstrip(";"))
 
+    def get_max_size(self) -> int:
+        return self._pool.get_max_size()
+
     async def acquire(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
         connection = await self._pool.acquire(*args, **kwargs)
         connection.add_query_logger(self._log)
