@@ -9,6 +9,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from functools import cached_property
 
 import asyncpg
 from aiodataloader import DataLoader
@@ -32,11 +33,20 @@ class Loaders:
     def __init__(self, database: Database, *, replica_reads: bool = True) -> None:
         self.database = database
         self.replica_reads = replica_reads
-        self.actor_stats: DataLoader[str, asyncpg.Record | None] = DataLoader(self._load_actor_stats)
-        self.actor_events: DataLoader[ActorEventsKey, list[asyncpg.Record]] = DataLoader(
-            self._load_actor_events
-        )
-        self.event: DataLoader[uuid.UUID, asyncpg.Record | None] = DataLoader(self._load_events)
+
+    # Each made when first asked for: most requests (a page of events, a write) use none of them,
+    # and making all three cost every request 4.4 µs (timeit; 3% of a recordEvent in py-spy).
+    @cached_property
+    def actor_stats(self) -> DataLoader[str, asyncpg.Record | None]:
+        return DataLoader(self._load_actor_stats)
+
+    @cached_property
+    def actor_events(self) -> DataLoader[ActorEventsKey, list[asyncpg.Record]]:
+        return DataLoader(self._load_actor_events)
+
+    @cached_property
+    def event(self) -> DataLoader[uuid.UUID, asyncpg.Record | None]:
+        return DataLoader(self._load_events)
 
     def _read(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
         return self.database.replica_read() if self.replica_reads else self.database.single_statement()
