@@ -67,6 +67,34 @@ async def test_a_lone_record_does_not_wait_for_the_window(database: Database) ->
     assert record["message"] == "alone"
 
 
+async def test_a_window_closes_once_the_previous_batchs_callers_are_back(
+    database: Database, database_url: str
+) -> None:
+    """Four callers writing in a loop: each batch holds the four, and after the first (whose window
+    has no previous batch to go by, so it waits it out) none waits for companions already there."""
+    clients, rounds, window_s = 4, 4, 1.0
+    first_round_done = asyncio.Event()
+    answered = 0
+
+    async def client(index: int) -> None:
+        nonlocal answered
+        for round_number in range(rounds):
+            await writer.record(new_event(f"client {index} round {round_number}"))
+            answered += 1
+            if answered == clients:
+                first_round_done.set()
+
+    async with running_writer(database, max_wait_s=window_s) as writer:
+        loops = asyncio.gather(*(client(index) for index in range(clients)))
+        await first_round_done.wait()
+        later_rounds_started = time.monotonic()
+        await loops
+        later_rounds_s = time.monotonic() - later_rounds_started
+        assert writer.stats.statements == rounds
+    assert later_rounds_s < window_s, f"{rounds - 1} rounds took {later_rounds_s:.2f} s: windows waited out"
+    assert len(await stored_messages(database_url)) == clients * rounds
+
+
 async def test_a_batch_holds_at_most_max_rows(database: Database, messages: list[str]) -> None:
     async with running_writer(database, max_rows=8, max_wait_s=0.2) as writer:
         records = await asyncio.gather(*(writer.record(new_event(message)) for message in messages))
