@@ -57,3 +57,24 @@ async def test_a_caller_that_waits_too_long_times_out_and_gives_its_turn_back(da
         await connections.release(again)
     finally:
         await pool.close()
+
+
+async def test_a_caller_cancelled_as_its_turn_comes_passes_the_turn_on(database_url: str) -> None:
+    """Woken for a connection and cancelled before it ran (its client went away): the next caller
+    must get the connection, not wait for a turn nobody will give back."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    connections = FairPool(pool)
+    try:
+        held = await connections.acquire(5)
+        first = asyncio.create_task(connections.acquire(5))
+        second = asyncio.create_task(connections.acquire(5))
+        await asyncio.sleep(0.01)  # both are waiting, in order
+        await connections.release(held)  # the turn goes to `first`...
+        first.cancel()  # ...which is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        connection = await asyncio.wait_for(second, 2)
+        assert await connection.fetchval("SELECT 1") == 1
+        await connections.release(connection)
+    finally:
+        await pool.close()
