@@ -274,6 +274,7 @@ class Database:
             connection = await self.connections.acquire(self.acquire_timeout_s)
         except CONNECTION_ERRORS as error:
             raise DatabaseUnavailable(str(error) or type(error).__name__) from error
+        ended_by: BaseException | None = None
         try:
             if explicit_transaction:
                 async with connection.transaction():
@@ -281,9 +282,13 @@ class Database:
             else:
                 yield connection
         except (*CONNECTION_ERRORS, asyncpg.QueryCanceledError, *TRANSACTION_CONFLICTS) as error:
+            ended_by = error
             raise unavailable(error) from error
+        except BaseException as error:
+            ended_by = error
+            raise
         finally:
-            await self.connections.release(connection)
+            await self.connections.release(connection, ended_by)
 
 
 async def release(pool: asyncpg.Pool, connection: asyncpg.Connection) -> None:
@@ -332,9 +337,33 @@ class FairPool:
                 self._turns.release()
                 raise
 
-    async def release(self, connection: asyncpg.Connection) -> None:
-        """Give `connection` back (as `release` does), and the turn to the next caller."""
+    async def release(self, connection: asyncpg.Connection, ended_by: BaseException | None = None) -> None:
+        """Give `connection` back (as `release` does), and the turn to the next caller.
+
+        `ended_by` is what ended the block that used it, if anything did: a block interrupted in
+        the middle of a statement closes its connection instead (`may_be_mid_statement`).
+        """
         try:
+            if may_be_mid_statement(ended_by):
+                connection.terminate()  # the pool opens a new one when it next needs one
             await release(self.pool, connection)
         finally:
             self._turns.release()
+
+
+def may_be_mid_statement(ended_by: BaseException | None) -> bool:
+    """Whether a block that ended with `ended_by` may have left its connection partway through a
+    statement, which no reset would notice: a cancellation, a timeout, an interpreter exit.
+
+    asyncpg prepares a statement with Parse, Describe and Flush, and sends the Sync only with the
+    Bind and Execute that follow. A task cancelled between the two (a websocket client that left
+    while its subscription was starting) leaves the server in an implicit transaction that holds
+    its locks (AccessShare on `events`) until that connection's next statement, and the protocol
+    reports it idle, so asyncpg's release sees nothing to roll back. asyncpg's own reset query used
+    to end it; without it (`keep_session`), an idle pool kept the lock and blocked every TRUNCATE,
+    partition change and prune behind it (found by CI, 2026-11-30). An error the server answered
+    (a PostgresError) or one raised by our own code between statements leaves the protocol in step.
+    """
+    if ended_by is None:
+        return False
+    return not isinstance(ended_by, Exception) or isinstance(ended_by, TimeoutError)

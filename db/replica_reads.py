@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
 
-from db.engine import CONNECTION_ERRORS, TRANSACTION_CONFLICTS, unavailable
+from db.engine import CONNECTION_ERRORS, TRANSACTION_CONFLICTS, may_be_mid_statement, unavailable
 
 if TYPE_CHECKING:
     from db.engine import Database
@@ -123,14 +123,14 @@ class ReplicaRead:
         if connection is None:
             return
         self._connection = None
-        if self._transaction is not None:
+        if self._transaction is not None and not may_be_mid_statement(error):
             # Only reads happened: a replica failing to end them must not fail the read.
             with suppress(*REPLICA_FAILURES):
                 if error is None:
                     await self._transaction.commit()
                 else:
                     await self._transaction.rollback()
-        await self._replica.connections.release(connection)
+        await self._replica.connections.release(connection, error)
 
     async def run(
         self, statement: Callable[[asyncpg.Connection], Awaitable[T]], *, answers: bool = True
@@ -160,7 +160,7 @@ class ReplicaRead:
             with suppress(*REPLICA_FAILURES, asyncpg.InterfaceError):
                 await self._transaction.rollback()
         self._transaction = None
-        await self._replica.connections.release(connection)
+        await self._replica.connections.release(connection, error)
         self._connection = None
 
     async def _to_primary(self) -> None:

@@ -410,10 +410,14 @@ class EventHub:
         # must not stall every subscriber's feed indefinitely.
         connections = self._database.connections
         connection = await connections.acquire(self._database.acquire_timeout_s)
+        ended_by: BaseException | None = None
         try:
             yield connection
+        except BaseException as error:
+            ended_by = error
+            raise
         finally:
-            await connections.release(connection)
+            await connections.release(connection, ended_by)
 
     def _end_subscriptions(self, subscriptions: Iterable[Subscription], reason: SubscriptionEnded) -> None:
         for subscription in list(subscriptions):
