@@ -102,7 +102,9 @@ async def keep_session(connection: asyncpg.Connection) -> None:
     state that nothing here makes on a pooled connection: settings are `SET LOCAL` or startup
     parameters, locks are transaction locks, cursors live in transactions, and the one LISTEN is
     on a connection of its own (db.live_feed.hub). Keep it that way: any of those on a pooled
-    connection would now outlive the request that made it.
+    connection would now outlive the request that made it. The one state a block can leave without
+    making it, a statement cut off between its prepare and its execution, never reaches this:
+    such a connection is closed instead (`may_be_mid_statement`).
     """
 
 
