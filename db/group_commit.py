@@ -81,12 +81,13 @@ class GroupCommitter:
         self.on_batch: Callable[[int, float], None] | None = None
         self._queue = _Queue()
         self._previous_batch_rows = 0
-        # How many queued events end a held window early: as many as the previous batch held (its
-        # callers are the likely companions: each sends its next event once answered), at least
-        # 2, at most max_rows. Waiting out max_wait for companions that had all arrived already
-        # cost 16 clients writing in a loop a quarter of their throughput (2026-11-30). The size
-        # follows the load up at once (whatever queued during a write goes in the next batch,
-        # with no wait) and down after one full wait. Before any batch: only max_rows.
+        # How many queued events end a held window early: as many as the previous batch held, when
+        # it held several (its callers are the likely companions: each sends its next event once
+        # answered). Waiting out max_wait for companions that had all arrived already cost 16
+        # clients writing in a loop a quarter of their throughput (2026-11-30). The size follows
+        # the load up at once (whatever queued during a write goes in the next batch, with no
+        # wait) and down after one full wait. Before any batch, after a lone one or a failed one:
+        # max_rows.
         self._enough_rows = max_rows
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -147,9 +148,12 @@ class GroupCommitter:
                 batch = self._take_batch()
                 if batch:
                     self._previous_batch_rows = len(batch)
-                    self._enough_rows = min(self._max_rows, max(2, len(batch)))
                     waited_s = asyncio.get_running_loop().time() - batch[0].arrived_at
-                    await self._write(batch)
+                    failure = await self._write(batch)
+                    # A lone event says nothing of who else is coming, and callers told the database
+                    # is unavailable may not come back soon: after either, only max_rows ends a window.
+                    several = len(batch) > 1 and failure is None
+                    self._enough_rows = len(batch) if several else self._max_rows
                     if self.on_batch is not None:
                         self.on_batch(len(batch), waited_s)
             except Exception as error:
