@@ -17,3 +17,13 @@ async def hub(database: Database) -> AsyncIterator[EventHub]:
         yield event_hub
     finally:
         await event_hub.stop()
+
+
+@pytest.fixture
+async def own_database(database_url: str) -> AsyncIterator[Database]:
+    """A small pool of the test's own, so a connection a test kills or closes never touches the app's."""
+    database = await Database.connect(database_url, min_size=1, max_size=2)
+    try:
+        yield database
+    finally:
+        await database.close()

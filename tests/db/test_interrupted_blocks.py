@@ -8,21 +8,11 @@ prune waited behind it (CI hung on it on 2026-11-30). db.engine.may_be_mid_state
 """
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from db.engine import Database
-
-
-@pytest.fixture
-async def own_database(database_url: str) -> AsyncIterator[Database]:
-    database = await Database.connect(database_url, min_size=1, max_size=2)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def lock_is_free(database_url: str) -> bool:

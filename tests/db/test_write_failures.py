@@ -5,7 +5,6 @@ between two SERIALIZABLE ones, and a backend killed with pg_terminate_backend af
 """
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -29,16 +28,6 @@ async def stored_messages(database_url: str) -> list[str]:
         return [row["message"] for row in await connection.fetch("SELECT message FROM events ORDER BY 1")]
     finally:
         await connection.close()
-
-
-@pytest.fixture
-async def own_database(database_url: str) -> AsyncIterator[Database]:
-    """A small pool of the test's own, so a killed connection never touches the app's pool."""
-    database = await Database.connect(database_url, min_size=1, max_size=2)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def test_a_deadlock_between_two_transactions_is_database_unavailable(database: Database) -> None:
