@@ -273,24 +273,14 @@ class Database:
     async def _connection(self, *, explicit_transaction: bool) -> AsyncIterator[asyncpg.Connection]:
         try:
             # Bounded: with every connection busy or the server down, the caller gets a 503 soon.
-            connection = await self.connections.acquire(self.acquire_timeout_s)
-        except CONNECTION_ERRORS as error:
-            raise DatabaseUnavailable(str(error) or type(error).__name__) from error
-        ended_by: BaseException | None = None
-        try:
-            if explicit_transaction:
-                async with connection.transaction():
+            async with self.connections.connection(self.acquire_timeout_s) as connection:
+                if explicit_transaction:
+                    async with connection.transaction():
+                        yield connection
+                else:
                     yield connection
-            else:
-                yield connection
         except (*CONNECTION_ERRORS, asyncpg.QueryCanceledError, *TRANSACTION_CONFLICTS) as error:
-            ended_by = error
             raise unavailable(error) from error
-        except BaseException as error:
-            ended_by = error
-            raise
-        finally:
-            await self.connections.release(connection, ended_by)
 
 
 async def release(pool: asyncpg.Pool, connection: asyncpg.Connection) -> None:
@@ -338,6 +328,19 @@ class FairPool:
             except BaseException:
                 self._turns.release()
                 raise
+
+    @asynccontextmanager
+    async def connection(self, timeout_s: float) -> AsyncIterator[asyncpg.Connection]:
+        """`acquire` for a block, and `release` after it with whatever ended it."""
+        connection = await self.acquire(timeout_s)
+        ended_by: BaseException | None = None
+        try:
+            yield connection
+        except BaseException as error:
+            ended_by = error
+            raise
+        finally:
+            await self.release(connection, ended_by)
 
     async def release(self, connection: asyncpg.Connection, ended_by: BaseException | None = None) -> None:
         """Give `connection` back (as `release` does), and the turn to the next caller.

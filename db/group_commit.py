@@ -9,8 +9,8 @@ transaction holding it has committed. One background task per process writes the
   batch held several: the load is concurrent) does the writer hold a batch open for up to
   `max_wait_s` after its first event arrived, to gather more. This is PostgreSQL's own
   commit_delay/commit_siblings rule: delay a commit only when others are likely to join it. The
-  window closes early once as many events are waiting as the previous batch held: the callers
-  it answered are the companions to expect.
+  window closes early once as many events are waiting as the previous batch held, when that batch
+  held several and committed: the callers it answered are the companions to expect.
 - A row the database refuses (a constraint, say) fails only its own caller: the batch is split in
   halves and each written on its own, recursively, so its neighbours still commit.
 - A lost connection, an unreachable server or a statement timeout answers every caller of that

@@ -408,16 +408,8 @@ class EventHub:
     async def _read_connection(self) -> AsyncIterator[asyncpg.Connection]:
         # No transaction (one read needs none) and a bounded wait: a pool exhausted by requests
         # must not stall every subscriber's feed indefinitely.
-        connections = self._database.connections
-        connection = await connections.acquire(self._database.acquire_timeout_s)
-        ended_by: BaseException | None = None
-        try:
+        async with self._database.connections.connection(self._database.acquire_timeout_s) as connection:
             yield connection
-        except BaseException as error:
-            ended_by = error
-            raise
-        finally:
-            await connections.release(connection, ended_by)
 
     def _end_subscriptions(self, subscriptions: Iterable[Subscription], reason: SubscriptionEnded) -> None:
         for subscription in list(subscriptions):
