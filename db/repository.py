@@ -122,20 +122,30 @@ async def get_events_stamped(
     connection: asyncpg.Connection, spans: Sequence[tuple[datetime, datetime]]
 ) -> list[asyncpg.Record]:
     """The events stamped within each (first, last) span: span after span, each oldest first."""
+    if not spans:
+        return []
     sql, values = stamped_query(spans)
     return await connection.fetch(sql, *values)
 
 
 def stamped_query(spans: Sequence[tuple[datetime, datetime]]) -> tuple[str, list[object]]:
-    """The SQL (and its parameters) of `get_events_stamped`; tests EXPLAIN exactly this."""
+    """The SQL (and its parameters) of `get_events_stamped`; tests EXPLAIN exactly this.
+
+    Each span is read as its own index range. The overall bounds ($3, $4) select nothing the spans
+    do not, but they are what PostgreSQL can estimate: from the spans alone, which it only sees
+    row by row, it guessed a ninth of the table per span and, from two spans on, read the whole
+    table in parallel instead (250-450 ms a read at 1,000,000 events).
+    """
     sql = (
         "SELECT stamped.* FROM unnest($1::timestamptz[], $2::timestamptz[]) WITH ORDINALITY "
         "AS span(first_at, last_at, position), "
         f"LATERAL (SELECT {EVENT_COLUMNS} FROM events "
-        "WHERE created_at BETWEEN span.first_at AND span.last_at) AS stamped "
+        "WHERE created_at BETWEEN span.first_at AND span.last_at "
+        "AND created_at BETWEEN $3 AND $4) AS stamped "
         "ORDER BY span.position, stamped.created_at, stamped.id"
     )
-    return sql, [[first for first, _ in spans], [last for _, last in spans]]
+    firsts, lasts = [first for first, _ in spans], [last for _, last in spans]
+    return sql, [firsts, lasts, min(firsts), max(lasts)]
 
 
 async def stream_events(
