@@ -19,6 +19,11 @@ from db.validation import NewEvent
 # response without decoding and re-encoding it.
 EVENT_COLUMNS = "id, component, environment, email, message, data::text AS data, created_at"
 
+# How many matches of a full-text search a page reads from the index before it takes the list
+# order instead (page_query): above this many, a page's worth turns up soon in list order. At
+# 1,000,000 events, reading this many costs a common word's page ~5 ms more than list order did.
+SEARCH_CANDIDATES = 2000
+
 
 @dataclass(frozen=True, slots=True)
 class EventKey:
@@ -249,11 +254,24 @@ def page_query(
             f"(created_at, id) {operator} ({params.add(before.created_at)}, {params.add(before.id)})"
         )
     direction = "DESC" if scan_descending else "ASC"
-    sql = (
-        f"SELECT {EVENT_COLUMNS} FROM events{_where(conditions)} "
-        f"ORDER BY created_at {direction}, id {direction} LIMIT {params.add(limit)}"
-    )
-    return sql, params.values
+    matching = f"SELECT {EVENT_COLUMNS} FROM events{_where(conditions)}"
+    order = f"ORDER BY created_at {direction}, id {direction}"
+    page_size = params.add(limit)
+    if event_filter.search is None:
+        return f"{matching} {order} LIMIT {page_size}", params.values
+    # A search PostgreSQL guesses common but few events match (a rare or absent word) was read in
+    # list order, the words checked row by row until the page filled: the whole table when it
+    # never did (4-5 s for a word no event holds, at 1,000,000 events; 6 ms now). So the matches are first
+    # looked up in the full-text index, at most SEARCH_CANDIDATES + 1 of them; when that is all of
+    # them, the page is cut from those. Only a search matching more runs in list order, and for
+    # so common a search the page fills soon.
+    return (
+        f"SELECT * FROM (WITH found AS MATERIALIZED ({matching} LIMIT {SEARCH_CANDIDATES + 1}) "
+        f"SELECT * FROM (SELECT * FROM found {order} LIMIT {page_size}) AS few "
+        f"WHERE (SELECT count(*) FROM found) <= {SEARCH_CANDIDATES} "
+        f"UNION ALL SELECT * FROM ({matching} {order} LIMIT {page_size}) AS many "
+        f"WHERE (SELECT count(*) FROM found) > {SEARCH_CANDIDATES}) AS page {order}"
+    ), params.values
 
 
 async def count_events(connection: asyncpg.Connection, event_filter: EventFilter) -> int:

@@ -166,6 +166,29 @@ async def test_paging_on_from_a_cursor_is_an_index_range(seeded: asyncpg.Connect
     assert "Sort" not in plan, plan
 
 
+@pytest.mark.parametrize("newest_first", [True, False], ids=["newest first", "oldest first"])
+async def test_a_search_page_finds_its_matches_in_the_full_text_index_first(
+    seeded: asyncpg.Connection, newest_first: bool
+) -> None:
+    # Read in list order with the words checked row by row, a search few events match read the
+    # whole table (4-5 s at 1,000,000 events for a word no event holds): PostgreSQL guessed such a
+    # page would fill soon. The list-order scan now runs only when the index found more matches
+    # than db.repository.SEARCH_CANDIDATES (tests/db/test_search_pages.py checks the pages).
+    sql, values = page_query(
+        FILTERS["search"],
+        newest_first=newest_first,
+        after=None,
+        before=None,
+        limit=51,
+        scan_descending=newest_first,
+    )
+    plan = await _plan(seeded, sql, values)
+    found = plan.split("CTE found", 1)[1].split("One-Time Filter", 1)[0]
+    assert "Bitmap Index Scan on ix_events_message_fts" in found, plan
+    assert plan.count("One-Time Filter") == 2, plan
+    assert "Seq Scan" not in plan, plan
+
+
 # The live feed reads back the events of every notification it handles together: one, or several
 # when they arrive close together. With the spans alone to go by, PostgreSQL guessed a ninth of the
 # table per span and, from two spans on, read the whole table in parallel instead (250-450 ms a
