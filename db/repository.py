@@ -261,10 +261,10 @@ def page_query(
         return f"{matching} {order} LIMIT {page_size}", params.values
     # A search PostgreSQL guesses common but few events match (a rare or absent word) was read in
     # list order, the words checked row by row until the page filled: the whole table when it
-    # never did (4-5 s for a word no event holds, at 1,000,000 events; 6 ms now). So the matches are first
-    # looked up in the full-text index, at most SEARCH_CANDIDATES + 1 of them; when that is all of
-    # them, the page is cut from those. Only a search matching more runs in list order, and for
-    # so common a search the page fills soon.
+    # never did (4-5 s for a word no event holds, at 1,000,000 events; 6 ms this way). So the
+    # matches are first looked up in the full-text index, at most SEARCH_CANDIDATES + 1 of them;
+    # when that is all of them, the page is cut from those. Only a search matching more runs in
+    # list order, and for so common a search the page fills soon.
     return (
         f"SELECT * FROM (WITH found AS MATERIALIZED ({matching} LIMIT {SEARCH_CANDIDATES + 1}) "
         f"SELECT * FROM (SELECT * FROM found {order} LIMIT {page_size}) AS few "
