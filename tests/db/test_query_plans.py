@@ -101,20 +101,27 @@ async def _plan(connection: asyncpg.Connection, sql: str, values: list[object]) 
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize("name", sorted(FILTERS))
-@pytest.mark.parametrize("newest_first", [True, False], ids=["newest first", "oldest first"])
-async def test_a_graphql_page_of_a_documented_filter_uses_an_index(
-    seeded: asyncpg.Connection, name: str, newest_first: bool
-) -> None:
+async def _first_page_plan(
+    connection: asyncpg.Connection, event_filter: EventFilter, newest_first: bool
+) -> str:
+    """The plan of a GraphQL first page of 50 (`first: 50`, so 51 rows asked for)."""
     sql, values = page_query(
-        FILTERS[name],
+        event_filter,
         newest_first=newest_first,
         after=None,
         before=None,
         limit=51,
         scan_descending=newest_first,
     )
-    plan = await _plan(seeded, sql, values)
+    return await _plan(connection, sql, values)
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
+@pytest.mark.parametrize("newest_first", [True, False], ids=["newest first", "oldest first"])
+async def test_a_graphql_page_of_a_documented_filter_uses_an_index(
+    seeded: asyncpg.Connection, name: str, newest_first: bool
+) -> None:
+    plan = await _first_page_plan(seeded, FILTERS[name], newest_first)
     assert "Seq Scan" not in plan, plan
 
 
@@ -136,15 +143,7 @@ async def test_a_rest_list_of_a_selective_filter_uses_an_index(seeded: asyncpg.C
 async def test_component_and_email_is_one_index_range_without_a_sort(
     seeded: asyncpg.Connection, newest_first: bool
 ) -> None:
-    sql, values = page_query(
-        FILTERS["component and email"],
-        newest_first=newest_first,
-        after=None,
-        before=None,
-        limit=51,
-        scan_descending=newest_first,
-    )
-    plan = await _plan(seeded, sql, values)
+    plan = await _first_page_plan(seeded, FILTERS["component and email"], newest_first)
     assert "ix_events_component_email_created_at_id" in plan, plan
     assert "Sort" not in plan, plan
 
@@ -174,15 +173,7 @@ async def test_a_search_page_finds_its_matches_in_the_full_text_index_first(
     # whole table (4-5 s at 1,000,000 events for a word no event holds): PostgreSQL guessed such a
     # page would fill soon. The list-order scan now runs only when the index found more matches
     # than db.repository.SEARCH_CANDIDATES (tests/db/test_search_pages.py checks the pages).
-    sql, values = page_query(
-        FILTERS["search"],
-        newest_first=newest_first,
-        after=None,
-        before=None,
-        limit=51,
-        scan_descending=newest_first,
-    )
-    plan = await _plan(seeded, sql, values)
+    plan = await _first_page_plan(seeded, FILTERS["search"], newest_first)
     found = plan.split("CTE found", 1)[1].split("One-Time Filter", 1)[0]
     assert "Bitmap Index Scan on ix_events_message_fts" in found, plan
     assert plan.count("One-Time Filter") == 2, plan
