@@ -4,8 +4,8 @@ db.repository.page_query looks a search's matches up in the full-text index firs
 SEARCH_CANDIDATES + 1 of them, and cuts the page from those when that is all of them; only a search
 matching more is read in list order. Here the limit is also set to 2, so that searches matching 0,
 1, 2, 3 and most of the events cross it both ways, and every page (both orders, from either end,
-after and before a cursor) is checked against the matches PostgreSQL finds in a plain query,
-ordered, cut and counted in Python.
+after and before a cursor) is checked against the matches PostgreSQL finds with the filter's own
+condition in a plain query, ordered, cut and counted in Python.
 """
 
 from collections.abc import AsyncIterator
@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 import db.repository
-from db.filters import EventFilter
+from db.filters import EventFilter, SqlParams, filter_conditions
 from db.repository import EventKey, event_key, list_events_page
 
 SEARCHES = (
@@ -58,11 +58,10 @@ async def connection(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def _matches(connection: asyncpg.Connection, search: str) -> list[EventKey]:
-    rows = await connection.fetch(
-        "SELECT created_at, id FROM events "
-        "WHERE to_tsvector('simple', message) @@ websearch_to_tsquery('simple', $1)",
-        search,
-    )
+    """Every event the search matches, oldest first: the filter's own condition, without paging."""
+    params = SqlParams()
+    (condition,) = filter_conditions(EventFilter(search=search), params)
+    rows = await connection.fetch(f"SELECT created_at, id FROM events WHERE {condition}", *params.values)
     return sorted((event_key(row) for row in rows), key=_position)
 
 
