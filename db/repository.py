@@ -265,12 +265,12 @@ def page_query(
     # matches are first looked up in the full-text index, at most SEARCH_CANDIDATES + 1 of them;
     # when that is all of them, the page is cut from those. Only a search matching more runs in
     # list order, and for so common a search the page fills soon.
+    all_found = f"(SELECT count(*) FROM found) <= {SEARCH_CANDIDATES}"
     return (
         f"SELECT * FROM (WITH found AS MATERIALIZED ({matching} LIMIT {SEARCH_CANDIDATES + 1}) "
-        f"SELECT * FROM (SELECT * FROM found {order} LIMIT {page_size}) AS few "
-        f"WHERE (SELECT count(*) FROM found) <= {SEARCH_CANDIDATES} "
-        f"UNION ALL SELECT * FROM ({matching} {order} LIMIT {page_size}) AS many "
-        f"WHERE (SELECT count(*) FROM found) > {SEARCH_CANDIDATES}) AS page {order}"
+        f"SELECT * FROM (SELECT * FROM found {order} LIMIT {page_size}) AS few WHERE {all_found} "
+        f"UNION ALL SELECT * FROM ({matching} {order} LIMIT {page_size}) AS many WHERE NOT {all_found}"
+        f") AS page {order}"
     ), params.values
 
 
