@@ -6,36 +6,35 @@ already handed out. When `created_at` was the transaction's start time, it could
 that started first and committed last put its events behind cursors readers already held, and a
 tailing reader lost them for good (15% of events under concurrent batch writes).
 
-So every statement that inserts events first takes the lock of the one row of `event_clock` (an
-UPDATE, whose lock is held until COMMIT or ROLLBACK) and stamps its events after the last stamp
-handed out: from `greatest(clock_timestamp(), last + 1 µs)` on, one microsecond apart, in input
-order. A writer waits for the previous one to commit before it can stamp, so stamps follow commit
-order across worker processes and service replicas alike (they share the database, hence the row),
-and the clock never runs backwards even if the machine's does. Once a reader sees an event, every
-event stamped before it has committed; every event still to commit will be stamped after it. The
-stamp also makes the event's id (db.ids) and names the statement's events in its one notification
-(db.live_feed.notifications): no other statement's stamps fall between its first and last.
+So every statement that inserts events first takes a turn from the clock (`event_clock_reserve`,
+migration 0009): its stamps, after the last stamp handed out, from `greatest(clock_timestamp(),
+last + 1 µs)` on, one microsecond apart, in input order. It inserts at the same time as any other
+statement; then, before it may commit, its first AFTER trigger (`event_clock_wait`) waits until
+every transaction with an earlier turn has committed or rolled back. So transactions commit in
+stamp order across worker processes and service replicas alike (they share the database, hence the
+clock), and the clock never runs backwards even if the machine's does. Once a reader sees an event,
+every event stamped before it has committed or never will; every event still to commit will be
+stamped after it. The stamp also makes the event's id (db.ids) and names the statement's events in
+its one notification (db.live_feed.notifications): no other statement's stamps fall between its
+first and last.
 
-The alternative, handing cursor readers only the rows below the oldest in-progress writer's
-horizon, leaves writers unserialised but needs every writer registered where readers can see it
-and every page to compute the horizon; readers would also lag behind the slowest writer. The lock
-costs writers a short critical section (their INSERT and COMMIT) and nothing on reads; group
-commit (db.group_commit) keeps the number of such sections per second low. The README's
-benchmarks show what it costs.
+Until 2026-11-30 the clock was one row whose lock a statement held from its stamps to its COMMIT:
+statements inserted one after another, and PostgreSQL's work per row (the heap, eight indexes, the
+WAL: about 35 µs) used one core however many writers waited. With turns only the commits are in
+order; the inserts run on every core. The alternative, handing cursor readers only the rows below
+the oldest in-progress writer's horizon, leaves writers unordered but needs every page to compute
+that horizon, and readers would lag behind the slowest writer.
 
-The inserting statement must be the last of its transaction before COMMIT, so that the critical
-section stays short, and the only one that takes other locks (idempotency keys) must take them
-first: the clock is always the last lock a writer takes, so writers cannot deadlock on it.
+The inserting statement must be the last of its transaction to take a lock before COMMIT, and the
+locks it takes after its turn are only those its wait orders (the hourly rollups, whose trigger
+fires after the wait): a transaction that waits for its turn holds nothing an earlier turn needs,
+so writers cannot deadlock on the clock. Idempotency keys are claimed before the statement.
 """
 
 
 def clock_cte(count: str) -> str:
-    """A CTE `clock(last_at)` reserving `count` stamps (an SQL expression); `last_at` is the last of them."""
-    return (
-        "clock AS (UPDATE event_clock "
-        "SET last_at = greatest(clock_timestamp(), last_at + interval '1 microsecond') "
-        f"+ ({count} - 1) * interval '1 microsecond' RETURNING last_at)"
-    )
+    """A CTE `clock(last_at)`: a turn of `count` stamps (an SQL expression); `last_at` is the last."""
+    return f"clock AS (SELECT event_clock_reserve({count}) AS last_at)"
 
 
 def stamp(count: str, position: str) -> str:

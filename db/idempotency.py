@@ -84,8 +84,9 @@ async def insert_events_once(
 
     Every key is claimed first, in sorted order, so concurrent batches sharing keys in any order
     wait for each other instead of deadlocking; then every new event goes in with one statement,
-    the transaction's last lock (db.event_clock). A key repeated within the batch stands for the
-    first item that carries it.
+    which takes the clock's turn (db.event_clock): keys are never claimed after a turn, so a
+    transaction waiting for its turn to come holds nothing an earlier turn waits for. A key
+    repeated within the batch stands for the first item that carries it.
     """
     fingerprints = [request_fingerprint(item.event) for item in items]
     first_with_key: dict[str, int] = {}

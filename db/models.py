@@ -6,8 +6,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
-    CheckConstraint,
     Column,
     DateTime,
     Index,
@@ -108,16 +106,6 @@ class IdempotencyKey(SQLModel, table=True):
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
-
-
-class EventClock(SQLModel, table=True):
-    """The last `created_at` handed out: its one row's lock puts events in commit order (db.event_clock)."""
-
-    __tablename__ = "event_clock"
-    __table_args__ = (CheckConstraint("id", name="single_row"),)
-
-    id: bool = Field(default=True, sa_column=Column(Boolean, primary_key=True, server_default=text("true")))
-    last_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class EventCountHourly(SQLModel, table=True):

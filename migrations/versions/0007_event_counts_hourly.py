@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 # tables keep them, so every write path (group commit, batches, idempotent inserts, COPY, SQL typed
 # by hand) stays consistent with no application code: one grouped upsert per inserting statement,
 # in its transaction. The rows are upserted in key order so that two writers touching the same
-# hours lock them in the same order (the service's writers are serialised by db.event_clock anyway).
+# hours lock them in the same order (the service's writers also reach them in turn: db.event_clock).
 #
 # A delete subtracts; an hour whose earliest (latest) event went is given its new earliest (latest)
 # from `events` through ix_events_component_created_at_id (retention deletes oldest first, so the

@@ -68,7 +68,7 @@ async def test_a_transaction_that_commits_last_is_stamped_after_every_earlier_co
         transaction = slow.transaction()
         await transaction.start()
         [early] = [row["id"] for row in [await insert_event(slow, new_event(component, "A"))]]
-        # B is recorded meanwhile: it waits for A's commit to take its stamp.
+        # B is recorded meanwhile: stamped after A, it waits for A to end before it commits.
         writer_b = asyncio.ensure_future(record(database, component))
         await asyncio.sleep(0.3)
         async with database.single_statement() as reader:

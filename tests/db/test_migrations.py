@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import asyncpg
 from alembic import command
@@ -98,3 +99,30 @@ def test_rollups_migration_backfills_existing_events_and_downgrades(empty_databa
     command.upgrade(config, "head")
     expected, backfilled = asyncio.run(run(from_events, kept))
     assert sum(row[3] for row in backfilled) == 6000 and backfilled == expected
+
+
+def test_event_clock_turns_migration_continues_the_clock_both_ways(empty_database: str) -> None:
+    """0009: the clock's last stamp moves from the row to the sequence and back; no stamp repeats."""
+    config = alembic_config(empty_database)
+    ahead = "timestamptz '2100-01-01 00:00+00'"  # a clock ahead of the machine's: it must carry on
+
+    async def run(*statements: str) -> list[list[tuple[object, ...]]]:
+        connection = await asyncpg.connect(empty_database)
+        try:
+            return [[tuple(row) for row in await connection.fetch(sql)] for sql in statements]
+        finally:
+            await connection.close()
+
+    command.upgrade(config, "0008")
+    asyncio.run(run(f"UPDATE event_clock SET last_at = {ahead}"))
+    command.upgrade(config, "head")
+    # The last of three stamps right after the row's last one:
+    reserved = f"SELECT event_clock_reserve(3), {ahead} + interval '3 microseconds'"
+    [[(first, turned)]] = asyncio.run(run(reserved))
+    assert first == turned
+    command.downgrade(config, "0008")
+    [[(kept,)]] = asyncio.run(run("SELECT last_at FROM event_clock"))
+    assert kept == first
+    command.upgrade(config, "head")
+    [[(after,)]] = asyncio.run(run("SELECT event_clock_reserve(1)"))
+    assert after == first + timedelta(microseconds=1)

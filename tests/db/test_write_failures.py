@@ -53,15 +53,16 @@ async def test_a_serialization_failure_is_database_unavailable(database: Databas
     early = await first.__aenter__()
     try:
         await early.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-        await early.fetchval("SELECT last_at FROM event_clock")
+        await early.fetchval("SELECT count(*) FROM event_counts_hourly")
         with pytest.raises(DatabaseUnavailable) as raised:
             async with database.transaction() as late:
                 await late.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-                await late.fetchval("SELECT last_at FROM event_clock")  # its snapshot is taken now
+                await late.fetchval("SELECT count(*) FROM event_counts_hourly")  # its snapshot is taken now
                 await insert_event(early, new_event("first"))
                 await first.__aexit__(None, None, None)
                 first = None
-                # The clock row changed after `late`'s snapshot: it cannot be serialised after `early`.
+                # The hour's rollup row (same component and environment) changed after `late`'s
+                # snapshot: `late` cannot be serialised after `early`.
                 await insert_event(late, new_event("second"))
     finally:
         if first is not None:
