@@ -30,8 +30,11 @@ depends_on: str | Sequence[str] | None = None
 #   records the last turn whose wait was over, and such a turn ended only after all before it.
 #
 # So a transaction commits only after every transaction stamped before it has committed or rolled
-# back, and readers keep their guarantee. A statement of SQL typed by hand reserves no turn and waits
-# for none (as before, it orders nothing). Frozen here: a changed function is a new revision.
+# back, and readers keep their guarantee. A transaction takes one turn at most: with a second, it
+# would wait for the turns between its two, which wait for its first (a deadlock), so a second
+# reservation is refused with an error that says so. A statement of SQL typed by hand reserves no
+# turn and waits for none (as before, it orders nothing). Frozen here: a changed function is a new
+# revision.
 #
 # The advisory lock keys: (2026113001, 0) is the reservation's, (2026113002, turn) each turn's.
 RESERVE_FUNCTION = """
@@ -41,6 +44,11 @@ DECLARE
     last_us bigint;
     turn bigint;
 BEGIN
+    IF current_setting('activity.event_clock_turn_taken', true) = 'yes' THEN
+        RAISE EXCEPTION 'one statement per transaction may take a turn of the event clock'
+            USING HINT = 'Insert the events in one statement: a second turn would wait for turns '
+                'that wait for the first.';
+    END IF;
     BEGIN
         PERFORM pg_advisory_lock(2026113001, 0);
         last_us := greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
@@ -55,6 +63,7 @@ BEGIN
         RAISE;
     END;
     PERFORM set_config('activity.event_clock_turn', turn::text, true);
+    PERFORM set_config('activity.event_clock_turn_taken', 'yes', true);
     RETURN timestamptz 'epoch' + last_us * interval '1 microsecond';
 END
 $$

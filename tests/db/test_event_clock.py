@@ -156,3 +156,14 @@ async def test_concurrent_writers_of_the_same_hours_never_deadlock_and_keep_the_
             "SELECT sum(count) FROM event_counts_hourly WHERE component = $1", component
         )
     assert stored == counted == len(written) == sum(1 + (n * 7 + k) % 30 for n in range(8) for k in range(8))
+
+
+async def test_a_second_inserting_statement_in_one_transaction_is_refused_not_deadlocked(
+    database: Database,
+) -> None:
+    component = unique("twice")
+    with pytest.raises(asyncpg.RaiseError, match="one statement per transaction"):
+        async with database.transaction() as connection:
+            await insert_event(connection, new_event(component, "first"))
+            await insert_event(connection, new_event(component, "second"))
+    assert await visible(database, component) == []  # the transaction was rolled back whole
