@@ -25,10 +25,11 @@ order; the inserts run on every core. The alternative, handing cursor readers on
 the oldest in-progress writer's horizon, leaves writers unordered but needs every page to compute
 that horizon, and readers would lag behind the slowest writer.
 
-The inserting statement must be the last of its transaction to take a lock before COMMIT, and the
-locks it takes after its turn are only those its wait orders (the hourly rollups, whose trigger
-fires after the wait): a transaction that waits for its turn holds nothing an earlier turn needs,
-so writers cannot deadlock on the clock. Idempotency keys are claimed before the statement.
+A transaction that waits for its turn must hold nothing an earlier turn could wait for, so writers
+cannot deadlock on the clock. Hence: idempotency keys are claimed before the inserting statement;
+the hourly rollups are upserted by a trigger that fires after the wait; nothing after the statement
+takes a new lock (the keyed path only fills in rows it already holds); and a transaction takes one
+turn at most (the function refuses a second: the turns between its two would wait for its first).
 """
 
 

@@ -15,6 +15,19 @@ from db.models import SQLModel
 from db.urls import as_sqlalchemy_url
 
 
+def fetched(url: str, *statements: str) -> list[list[tuple[object, ...]]]:
+    """The rows of each statement, run in turn on one new connection."""
+
+    async def run() -> list[list[tuple[object, ...]]]:
+        connection = await asyncpg.connect(url)
+        try:
+            return [[tuple(row) for row in await connection.fetch(sql)] for sql in statements]
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
 def test_models_and_migration_head_agree(database_url: str) -> None:
     async def differences() -> list[object]:
         engine = create_async_engine(as_sqlalchemy_url(database_url))
@@ -69,13 +82,6 @@ def test_rollups_migration_backfills_existing_events_and_downgrades(empty_databa
     """0007: the hourly rollups start equal to counting the events already stored; downgrade drops them."""
     config = alembic_config(empty_database)
 
-    async def run(*statements: str) -> list[list[tuple[object, ...]]]:
-        connection = await asyncpg.connect(empty_database)
-        try:
-            return [[tuple(row) for row in await connection.fetch(sql)] for sql in statements]
-        finally:
-            await connection.close()
-
     seed = (
         "INSERT INTO events (component, environment, message, data, created_at) "
         "SELECT (ARRAY['order', 'billing'])[1 + n % 2], (ARRAY['production', 'staging', 'dev'])[1 + n % 3], "
@@ -90,14 +96,14 @@ def test_rollups_migration_backfills_existing_events_and_downgrades(empty_databa
     has_rollups = "SELECT to_regclass('event_counts_hourly') IS NOT NULL"
 
     command.upgrade(config, "0006")
-    asyncio.run(run(seed))
+    fetched(empty_database, seed)
     command.upgrade(config, "head")
-    expected, backfilled = asyncio.run(run(from_events, kept))
+    expected, backfilled = fetched(empty_database, from_events, kept)
     assert len(expected) > 100 and backfilled == expected
     command.downgrade(config, "0006")
-    assert asyncio.run(run(has_rollups, seed)) == [[(False,)], []]  # and writes work without it
+    assert fetched(empty_database, has_rollups, seed) == [[(False,)], []]  # and writes work without it
     command.upgrade(config, "head")
-    expected, backfilled = asyncio.run(run(from_events, kept))
+    expected, backfilled = fetched(empty_database, from_events, kept)
     assert sum(row[3] for row in backfilled) == 6000 and backfilled == expected
 
 
@@ -106,23 +112,16 @@ def test_event_clock_turns_migration_continues_the_clock_both_ways(empty_databas
     config = alembic_config(empty_database)
     ahead = "timestamptz '2100-01-01 00:00+00'"  # a clock ahead of the machine's: it must carry on
 
-    async def run(*statements: str) -> list[list[tuple[object, ...]]]:
-        connection = await asyncpg.connect(empty_database)
-        try:
-            return [[tuple(row) for row in await connection.fetch(sql)] for sql in statements]
-        finally:
-            await connection.close()
-
     command.upgrade(config, "0008")
-    asyncio.run(run(f"UPDATE event_clock SET last_at = {ahead}"))
+    fetched(empty_database, f"UPDATE event_clock SET last_at = {ahead}")
     command.upgrade(config, "head")
     # The last of three stamps right after the row's last one:
     reserved = f"SELECT event_clock_reserve(3), {ahead} + interval '3 microseconds'"
-    [[(first, turned)]] = asyncio.run(run(reserved))
+    [[(first, turned)]] = fetched(empty_database, reserved)
     assert first == turned
     command.downgrade(config, "0008")
-    [[(kept,)]] = asyncio.run(run("SELECT last_at FROM event_clock"))
+    [[(kept,)]] = fetched(empty_database, "SELECT last_at FROM event_clock")
     assert kept == first
     command.upgrade(config, "head")
-    [[(after,)]] = asyncio.run(run("SELECT event_clock_reserve(1)"))
+    [[(after,)]] = fetched(empty_database, "SELECT event_clock_reserve(1)")
     assert after == first + timedelta(microseconds=1)
