@@ -82,8 +82,11 @@ BEGIN
     earlier := turn - 1;
     LOOP
         EXIT WHEN earlier < 1;
-        -- Granted once that turn's transaction has ended (kept, shared, until this one ends).
-        PERFORM pg_advisory_xact_lock_shared(2026113002, (earlier % 2147483647)::integer);
+        -- Granted once that turn's transaction has ended, and let go at once: after a long run of
+        -- turns that never waited, one lock kept per turn would exhaust the lock table. (Left held
+        -- by an interruption in between, a turn that has ended blocks nobody.)
+        PERFORM pg_advisory_lock_shared(2026113002, (earlier % 2147483647)::integer);
+        PERFORM pg_advisory_unlock_shared(2026113002, (earlier % 2147483647)::integer);
         EXIT WHEN pg_sequence_last_value('event_clock_waited') >= earlier;
         earlier := earlier - 1;
     END LOOP;

@@ -167,3 +167,21 @@ async def test_a_second_inserting_statement_in_one_transaction_is_refused_not_de
             await insert_event(connection, new_event(component, "first"))
             await insert_event(connection, new_event(component, "second"))
     assert await visible(database, component) == []  # the transaction was rolled back whole
+
+
+async def test_a_long_run_of_turns_that_never_waited_costs_the_next_writer_no_lock_it_keeps(
+    database: Database,
+) -> None:
+    """After many turns that ended without waiting (an outage that failed every statement after
+    its reservation, say), the next writer looks back past each of them: it must not keep a lock
+    per turn, or the lock table runs out and every writer after it fails the same way."""
+    component = unique("outage")
+    async with database.single_statement() as connection:
+        await connection.execute(
+            "DO $$ BEGIN FOR i IN 1..20000 LOOP "
+            "BEGIN PERFORM event_clock_reserve(1); RAISE EXCEPTION 'undone'; "
+            "EXCEPTION WHEN raise_exception THEN NULL; END; "
+            "END LOOP; END $$"
+        )
+    ids = await asyncio.wait_for(record(database, component, 2), TIMEOUT_S)
+    assert await visible(database, component) == ids
