@@ -15,31 +15,11 @@ import pytest
 
 from db.engine import Database
 from db.filters import EventFilter
-from db.repository import insert_event, insert_events, list_events_page
-from db.validation import NewEvent
+from db.repository import insert_event, list_events_page
+from tests.db.support import new_event, record, unique
 
 TIMEOUT_S = 20.0
 TURN_LOCKS = 2026113002  # the advisory lock class of a turn (migration 0009)
-
-
-def new_event(component: str, message: str = "m", environment: str = "production") -> NewEvent:
-    return NewEvent(
-        component=component, environment=environment, email="ade@example.com", message=message, data={}
-    )
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def record(
-    database: Database, component: str, count: int = 1, environment: str = "production"
-) -> list[uuid.UUID]:
-    async with database.single_statement() as connection:
-        rows = await insert_events(
-            connection, [new_event(component, f"e{i}", environment) for i in range(count)]
-        )
-    return [row["id"] for row in rows]
 
 
 async def visible(database: Database, component: str) -> list[uuid.UUID]:

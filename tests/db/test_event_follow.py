@@ -21,25 +21,10 @@ from db.live_feed.follow import Follower
 from db.live_feed.hub import EventHub
 from db.live_feed.notifications import EventRecord
 from db.repository import EventKey, event_key, insert_event, insert_events, list_events_page
-from db.validation import NewEvent, parse_event_payload
-from tests.support import start_postgres, stop_postgres, valid_event
+from tests.db.support import new_event, record, unique
+from tests.support import start_postgres, stop_postgres
 
 TIMEOUT_S = 20.0
-
-
-def new_event(component: str, message: str = "m") -> NewEvent:
-    return parse_event_payload(valid_event(component=component, message=message))
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def record(database: Database, component: str, count: int = 1) -> list[uuid.UUID]:
-    """`count` events in one statement (its own transaction); their ids in order."""
-    async with database.single_statement() as connection:
-        rows = await insert_events(connection, [new_event(component, f"e{i}") for i in range(count)])
-    return [row["id"] for row in rows]
 
 
 async def stored_ids(database: Database, component: str) -> list[uuid.UUID]:

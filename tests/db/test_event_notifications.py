@@ -22,16 +22,13 @@ from db.live_feed.notifications import (
 )
 from db.repository import insert_event, insert_events
 from db.validation import NewEvent
+from tests.db.support import unique
 
 BATCH = 1_000  # the largest batch a request may carry (Settings.max_batch_events)
 
 
 def new_event(component: str, message: str = "m") -> NewEvent:
     return NewEvent(component, "production", "ade@example.com", message, {"n": 1})
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 class Listener:
